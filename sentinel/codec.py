@@ -1,0 +1,169 @@
+"""Canonical JSON: validation, exact encoding and bounded decoding.
+
+Pure: no I/O.  The byte format is specified in
+``objects_spec/README.md`` ("Canonical JSON"); the test suite checks the
+spec's vectors against this module.
+
+In short: UTF-8; no insignificant whitespace; object keys sorted by Unicode
+code point; strings escape only ``"``, ``\\`` and U+0000-U+001F; integers
+in plain decimal; floats in Python's shortest round-trip form, which always
+keeps a ``.`` or an exponent so a float never reads back as an integer.
+
+Limits (documented in the README, checked before anything is written):
+
+- nesting depth: at most `MAX_DEPTH` containers, the document included;
+- integers: -2**63 <= n < 2**64 (the range of 64-bit integers in other
+  languages, so a document written here can be read anywhere);
+- canonical size: at most `MAX_DOCUMENT` bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from sentinel.errors import (
+    CorruptObjectError,
+    DocumentTooLargeError,
+    InvalidDocumentError,
+)
+
+MAX_DEPTH = 128
+MAX_DOCUMENT = 16 * 1024 * 1024
+MIN_INT = -(2**63)
+MAX_INT = 2**64 - 1
+
+_ENCODER = json.JSONEncoder(
+    ensure_ascii=False,
+    separators=(",", ":"),
+    sort_keys=True,
+    allow_nan=False,
+    check_circular=False,
+)
+_SCALARS = (str, bool, type(None))
+
+
+def _where(path: list[str | int]) -> str:
+    return "$" + "".join(
+        f"[{step}]" if isinstance(step, int) else f".{step}" for step in path
+    )
+
+
+def _check(value: Any, path: list[str | int], open_ids: set[int]) -> None:
+    """Walk `value`, raising `InvalidDocumentError` at the first offence.
+
+    `open_ids` holds the containers on the current path, so a cycle is
+    named as such instead of surfacing as a depth or recursion error.
+    """
+    kind = type(value)
+    if kind in _SCALARS:
+        return
+    if kind is int:
+        if not MIN_INT <= value <= MAX_INT:
+            raise InvalidDocumentError(
+                f"integer at {_where(path)} is outside the supported range "
+                f"[-2**63, 2**64 - 1]"
+            )
+        return
+    if kind is float:
+        if not math.isfinite(value):
+            raise InvalidDocumentError(
+                f"{value!r} at {_where(path)} is not valid JSON "
+                "(NaN and Infinity are refused)"
+            )
+        return
+    if kind is not dict and kind is not list:
+        hint = " (use a list)" if kind is tuple else ""
+        raise InvalidDocumentError(
+            f"value at {_where(path)} has type {kind.__name__}, which is "
+            f"not a JSON type{hint}"
+        )
+
+    marker = id(value)
+    if marker in open_ids:
+        raise InvalidDocumentError(f"cycle at {_where(path)}")
+    if len(path) >= MAX_DEPTH:
+        raise InvalidDocumentError(
+            f"nesting deeper than {MAX_DEPTH} levels at {_where(path)}"
+        )
+    open_ids.add(marker)
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str:
+                raise InvalidDocumentError(
+                    f"key {key!r} at {_where(path)} is a "
+                    f"{type(key).__name__}; JSON object keys are strings"
+                )
+            path.append(key)
+            _check(item, path, open_ids)
+            path.pop()
+    else:
+        for index, item in enumerate(value):
+            path.append(index)
+            _check(item, path, open_ids)
+            path.pop()
+    open_ids.discard(marker)
+
+
+def canonical(data: Any) -> bytes:
+    """Return the canonical JSON bytes of any valid JSON value.
+
+    Raises `InvalidDocumentError` (or `DocumentTooLargeError`) for values
+    outside the supported JSON model.  Runtime: linear in the size of the
+    value.
+    """
+    _check(data, [], set())
+    try:
+        encoded = _ENCODER.encode(data).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidDocumentError(
+            "document holds a lone surrogate, which is not valid Unicode"
+        ) from exc
+    if len(encoded) > MAX_DOCUMENT:
+        raise DocumentTooLargeError(
+            f"document is {len(encoded):,} bytes of canonical JSON; the "
+            f"limit is {MAX_DOCUMENT:,}"
+        )
+    return encoded
+
+
+def canonical_document(data: Any) -> bytes:
+    """Like `canonical`, but `data` must be a JSON object (a dict)."""
+    if type(data) is not dict:
+        raise InvalidDocumentError(
+            f"a document must be a dict, not {type(data).__name__}"
+        )
+    return canonical(data)
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise ValueError("duplicate object key")
+    return result
+
+
+_DECODER = json.JSONDecoder(
+    parse_constant=_refuse_constant, object_pairs_hook=_unique_pairs
+)
+
+
+def decode(payload: bytes, *, address: str | None = None) -> Any:
+    """Parse canonical JSON bytes read from disk.
+
+    Refuses NaN and Infinity, duplicate keys, invalid UTF-8 and nesting
+    the interpreter cannot parse, raising `CorruptObjectError` naming
+    `address`.  The caller has already bounded the size.
+    """
+    try:
+        return _DECODER.decode(payload.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:
+        raise CorruptObjectError(
+            f"object {address or '?'} does not hold valid JSON: {exc}",
+            address=address,
+        ) from exc

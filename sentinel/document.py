@@ -1,0 +1,108 @@
+"""`Document`: one version of one document, as the caller sees it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sentinel import codec
+
+
+class Document:
+    """A read-only view of one version of a document.
+
+    Attributes: `id`, `version` (1 on the first write of an id, +1 on
+    every later write), `created_at` (ISO 8601 UTC time of the first
+    version), `updated_at` (time of this version), `hash` (hex BLAKE3
+    address of this version's object) and `data` (a dict of the caller's
+    own: changing it changes nothing in the store).  `collection` names
+    the collection.  Assigning to any attribute raises `AttributeError`.
+    """
+
+    __slots__ = (
+        "_collection",
+        "_id",
+        "_version",
+        "_created_at",
+        "_updated_at",
+        "_hash",
+        "_data",
+        "_body",
+    )
+
+    def __init__(
+        self,
+        collection: str,
+        doc_id: str,
+        version: int,
+        created_at: str,
+        updated_at: str,
+        address: str,
+        data: dict[str, Any] | None,
+        body: bytes | None = None,
+    ) -> None:
+        put = object.__setattr__
+        put(self, "_collection", collection)
+        put(self, "_id", doc_id)
+        put(self, "_version", version)
+        put(self, "_created_at", created_at)
+        put(self, "_updated_at", updated_at)
+        put(self, "_hash", address)
+        put(self, "_data", data)
+        put(self, "_body", body)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Document is read-only: cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"Document is read-only: cannot delete {name!r}")
+
+    @property
+    def collection(self) -> str:
+        return self._collection
+
+    @property
+    def id(self) -> str:
+        return self._id
+
+    @property
+    def version(self) -> int:
+        return self._version
+
+    @property
+    def created_at(self) -> str:
+        return self._created_at
+
+    @property
+    def updated_at(self) -> str:
+        return self._updated_at
+
+    @property
+    def hash(self) -> str:
+        return self._hash
+
+    @property
+    def data(self) -> dict[str, Any]:
+        if self._data is None:
+            # A document returned by a write carries the canonical bytes
+            # it stored; they are decoded on first use, into a fresh dict
+            # the caller owns.
+            object.__setattr__(self, "_data", codec.decode(self._body or b""))
+        data: dict[str, Any] = self._data
+        return data
+
+    def __repr__(self) -> str:
+        return (
+            f"Document(collection={self._collection!r}, id={self._id!r}, "
+            f"version={self._version}, hash={self._hash[:16]}...)"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Document):
+            return NotImplemented
+        return (self._collection, self._hash) == (
+            other._collection,
+            other._hash,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self._collection, self._hash))

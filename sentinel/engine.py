@@ -1,0 +1,543 @@
+"""The write pipeline: locks, group commit, replay and checkpoints.
+
+One `Engine` serves one open `Store`.  Every mutation is a *plan*: a
+function that, holding the store's exclusive lock, looks at the current
+heads through a `Planner` and adds records (objects, ref moves, new
+collections).  The records of one plan form one frame, so a plan is
+atomic.  Plans that arrive while another thread is committing wait in a
+queue; the next thread to get the lock commits all of them with one
+append and one ``fdatasync`` (group commit).
+
+Write order, for each group (numbered as in the spec's "Write protocol"):
+
+1. Validate and encode the input (done by the caller, before any lock).
+2. Take the in-process mutex, then the inter-process ``flock`` (LOCK_EX)
+   on ``<store>/lock``.
+3. Catch up: apply frames other processes appended; cut a torn tail.
+4. Run each plan against the current heads; a plan that raises fails
+   alone and adds nothing.
+5. Append all frames in one write, ``fdatasync`` the pack.
+6. Apply the frames to the in-memory state, release the locks, return.
+
+A failure in step 5 cuts the pack back and fails every plan of the group;
+nothing of it is visible, before or after a crash.
+
+Readers in other processes see a frame only after taking LOCK_SH, which
+waits for the writer's sync, so nobody reads a write that could still
+fail.  Runtime: a write costs one append and one fdatasync (shared by the
+group) plus O(log n) in-memory work; a read costs one ``fstat`` to notice
+other writers, plus one ``pread``.
+"""
+
+from __future__ import annotations
+
+import copy
+import errno
+import fcntl
+import logging
+import os
+import threading
+import weakref
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from sentinel import fs, journal, objects, refs, table
+from sentinel.errors import (
+    CorruptJournalError,
+    CorruptObjectError,
+    MissingObjectError,
+    StoreClosedError,
+    StoreIOError,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Write a new ref table once the journal past the last one is larger than
+# this or than the table itself, whichever is more: opening then replays
+# a bounded tail, and the cost of checkpoints stays O(1) per write.
+CHECKPOINT_MIN_TAIL = 8 * 1024 * 1024
+# On close, checkpoint any tail larger than this, so reopening is quick.
+CHECKPOINT_ON_CLOSE = 256 * 1024
+
+_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+def now() -> str:
+    """The current time as an ISO 8601 UTC string with microseconds."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+class _Request:
+    __slots__ = ("plan", "result", "error", "done")
+
+    def __init__(self, plan: Callable[[Planner], Any]) -> None:
+        self.plan = plan
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.done = False
+
+
+class Planner:
+    """A plan's view of the store while it holds the exclusive lock.
+
+    It sees the committed state plus the effects of plans queued before
+    it in the same group.  What it adds becomes one frame.
+    """
+
+    def __init__(self, engine: Engine, overlay: _Overlay) -> None:
+        self._engine = engine
+        self._overlay = overlay
+        self.records: list[bytes] = []
+        self.heads: dict[tuple[str, str], refs.Head] = {}
+        self.payloads: dict[bytes, tuple[int, bytes]] = {}
+        self.collections: set[str] = set()
+        self.time = now()
+
+    def has_collection(self, name: str) -> bool:
+        return (
+            name in self.collections
+            or name in self._overlay.collections
+            or name in self._engine.state.collections
+        )
+
+    def create_collection(self, name: str) -> None:
+        if not self.has_collection(name):
+            self.collections.add(name)
+            self.records.append(
+                journal.record(
+                    journal.RECORD_COLLECTION, refs.encode_collection(name)
+                )
+            )
+
+    def head(self, collection: str, doc_id: str) -> refs.Head | None:
+        key = (collection, doc_id)
+        found = self.heads.get(key) or self._overlay.heads.get(key)
+        if found is not None:
+            return found
+        refs_of = self._engine.state.collections.get(collection)
+        return refs_of.heads.get(doc_id) if refs_of else None
+
+    def read(self, address: bytes) -> tuple[int, bytes]:
+        """Type and payload of an object, committed or planned."""
+        planned = self.payloads.get(address) or self._overlay.payloads.get(
+            address
+        )
+        if planned is not None:
+            return planned
+        return self._engine.read_object(address)
+
+    def put_object(self, kind: int, payload: bytes) -> bytes:
+        """Add an object unless an intact copy is already stored."""
+        address, stored = objects.encode(kind, payload)
+        if address in self.payloads or address in self._overlay.payloads:
+            return address
+        if address in self._engine.state.objects:
+            # Deduplicate only against a copy that still verifies; a
+            # damaged copy is written again rather than trusted.
+            try:
+                self._engine.read_object(address)
+                return address
+            except CorruptObjectError:
+                log.warning("rewriting damaged object %s", address.hex())
+        self.payloads[address] = (kind, payload)
+        self.records.append(
+            journal.record(journal.RECORD_OBJECT, address + stored)
+        )
+        return address
+
+    def move(
+        self,
+        collection: str,
+        doc_id: str,
+        new: bytes,
+        version: int,
+        deleted: bool,
+    ) -> None:
+        """Make `new` the head of `doc_id` in `collection`."""
+        current = self.head(collection, doc_id)
+        self.records.append(
+            journal.record(
+                journal.RECORD_REF,
+                refs.encode_move(
+                    collection,
+                    doc_id,
+                    new,
+                    current.address if current else None,
+                    version,
+                    deleted,
+                ),
+            )
+        )
+        self.heads[(collection, doc_id)] = refs.Head(new, version, deleted)
+
+
+class _Overlay:
+    """Effects of the plans already accepted into the current group."""
+
+    def __init__(self) -> None:
+        self.heads: dict[tuple[str, str], refs.Head] = {}
+        self.payloads: dict[bytes, tuple[int, bytes]] = {}
+        self.collections: set[str] = set()
+
+    def absorb(self, planner: Planner) -> None:
+        self.heads.update(planner.heads)
+        self.payloads.update(planner.payloads)
+        self.collections |= planner.collections
+
+
+class Engine:
+    """Journal, state and locks of one open store."""
+
+    def __init__(self, root: str, *, durable: bool) -> None:
+        self.root = root
+        self.durable = durable
+        self.journal = journal.Journal(os.path.join(root, "objects"))
+        self.table_path = os.path.join(root, "refs", "table")
+        self.lock_path = os.path.join(root, "lock")
+        self.state = refs.State()
+        self.table_problem: str | None = None
+        self.damaged: set[tuple[int, int]] = set()
+        self._dirty_end = 0
+        self._closed = False
+        self._reset_process_locals()
+        self._load()
+        _engines.add(self)
+
+    def _reset_process_locals(self) -> None:
+        self._mutex = threading.Lock()
+        self._pending_lock = threading.Lock()
+        self._pending: list[_Request] = []
+        self._lock_fd = fs.open_fd(self.lock_path, os.O_RDWR | os.O_CREAT)
+        self._pid = os.getpid()
+
+    def _after_fork(self) -> None:
+        """In a forked child: new locks and descriptors of its own.
+
+        The inherited descriptors share open file descriptions with the
+        parent, so an flock taken or released through them would act on
+        the parent's lock; they are dropped, not closed or unlocked.
+        """
+        if self._closed:
+            return
+        self.journal.forget_descriptors()
+        self._reset_process_locals()
+
+    # -- locking -----------------------------------------------------------
+
+    def _flock(self, operation: int) -> None:
+        fs.flock(self._lock_fd, operation, self.lock_path)
+
+    def check_open(self) -> None:
+        if self._closed:
+            raise StoreClosedError("the store is closed")
+
+    # -- loading and catching up ---------------------------------------------
+
+    def _load(self) -> None:
+        """Read the ref table, then replay the journal written since."""
+        with self._mutex:
+            self._flock(fcntl.LOCK_SH)
+            try:
+                self._read_table()
+                self._catch_up(whole_tail=True)
+            finally:
+                self._flock(fcntl.LOCK_UN)
+
+    def _read_table(self) -> None:
+        self._table_size = 0
+        self._table_position = self.state.position
+        if not fs.exists(self.table_path):
+            return
+        fd = fs.open_fd(self.table_path, os.O_RDONLY)
+        try:
+            size = fs.size(fd, self.table_path)
+            data = fs.pread(fd, size, 0, self.table_path)
+        finally:
+            fs.close(fd, self.table_path)
+        try:
+            self.state = table.decode(data)
+        except ValueError as exc:
+            # The table is a cache of the journal; rebuild it from there.
+            self.table_problem = f"{self.table_path}: {exc}"
+            log.warning("ignoring damaged ref table: %s", exc)
+            self.state = refs.State()
+            return
+        self._table_size = len(data)
+        self._table_position = self.state.position
+        pack, offset = self.state.position
+        if not fs.exists(self.journal.path(pack)) or (
+            self.journal.size(pack) < offset
+        ):
+            raise CorruptJournalError(
+                f"the ref table covers {journal.pack_name(pack)} up to "
+                f"offset {offset}, but the pack is shorter or missing",
+                path=self.journal.path(pack),
+                offset=offset,
+            )
+
+    def _catch_up(self, *, whole_tail: bool = False) -> None:
+        """Apply every valid frame past the state's position.
+
+        Follows seal records from pack to pack.  Bytes past the last
+        valid frame are free space (zeros), a torn tail (remembered in
+        `_dirty_end` for the next writer to zero), or damage: a damaged
+        frame followed by valid ones is applied if only object records
+        in it are hurt (reads of those objects then fail their hash
+        check), and otherwise raises `CorruptJournalError`.
+
+        The first catch-up of an open classifies the whole tail
+        (`whole_tail`); later ones probe a few bytes at the position,
+        since anything written after that begins with a frame's magic.
+        """
+        pack, at = self.state.position
+        self.journal.advance(pack)
+        while True:
+            path = self.journal.path(pack)
+            if not whole_tail and self.journal.is_free(pack, at):
+                dirty_end = at
+                break
+            sealed_to = None
+            for frame in self.journal.frames(pack, at):
+                sealed_to = self.state.apply(frame, path)
+                at = frame.end
+                if sealed_to is not None:
+                    break
+            if sealed_to is None:
+                dirty_end, damage = self.journal.tail_after(pack, at)
+                if damage is None:
+                    break
+                sealed_to = self._salvage(pack, at, damage)
+                if sealed_to is None:
+                    at = damage
+                    continue
+            self.journal.advance(sealed_to)
+            self.journal.check_header(sealed_to)
+            pack, at = sealed_to, journal.PACK_HEADER_SIZE
+            self.state.position = (pack, at)
+        self._dirty_end = dirty_end
+
+    def _salvage(self, pack: int, at: int, following: int) -> int | None:
+        """Apply the damaged frame between `at` and `following`, or raise.
+
+        Returns the next pack if the frame was a seal.
+        """
+        path = self.journal.path(pack)
+        data = self.journal.read(pack, at, following - at)
+        error = CorruptJournalError(
+            f"{journal.pack_name(pack)} is damaged at offset {at}: a valid "
+            f"frame follows at {following}, so these bytes were "
+            "acknowledged, and the damage reaches a ref record",
+            path=path,
+            offset=at,
+        )
+        body = journal.damaged_body(data)
+        if body is None:
+            raise error
+        frame = journal.Frame(
+            pack, at, following, body, at + journal.FRAME_HEADER_SIZE
+        )
+        try:
+            sealed_to = self.state.apply(frame, path, salvage=True)
+        except CorruptJournalError as exc:
+            raise error from exc
+        self.state.position = (pack, following)
+        self.damaged.add((pack, at))
+        log.error("%s: damaged objects in the frame at %d", path, at)
+        return sealed_to
+
+    def _tail_bytes(self) -> int:
+        """Roughly how much journal lies past the last ref table."""
+        pack, at = self.state.position
+        table_pack, table_at = self._table_position
+        return (pack - table_pack) * journal.PACK_LIMIT + at - table_at
+
+    def refresh(self) -> None:
+        """Make writes that other processes completed visible here.
+
+        Costs one small ``pread`` when nothing changed.
+        """
+        self.check_open()
+        if os.getpid() != self._pid:
+            self._after_fork()
+        pack, at = self.state.position
+        if self.journal.is_free(pack, at):
+            return
+        with self._mutex:
+            self._flock(fcntl.LOCK_SH)
+            try:
+                self._catch_up()
+            finally:
+                self._flock(fcntl.LOCK_UN)
+
+    # -- reading -------------------------------------------------------------
+
+    def read_object(self, address: bytes) -> tuple[int, bytes]:
+        """Return the type and verified payload of a stored object."""
+        location = self.state.objects.get(address)
+        if location is None:
+            raise MissingObjectError(
+                f"object {address.hex()} is not in the store",
+                address=address.hex(),
+            )
+        path = self.journal.path(location.pack)
+        stored = self.journal.read(
+            location.pack, location.offset, location.length
+        )
+        if len(stored) != location.length:
+            raise CorruptObjectError(
+                f"object {address.hex()} is cut short in {path}",
+                path=path,
+                address=address.hex(),
+                offset=location.offset,
+            )
+        return objects.decode(stored, address, path=path)
+
+    # -- writing -------------------------------------------------------------
+
+    def commit(self, plan: Callable[[Planner], T]) -> T:
+        """Run `plan` under the exclusive lock and make its records
+        durable; return what it returned, or raise what it raised."""
+        self.check_open()
+        if os.getpid() != self._pid:
+            self._after_fork()
+        request = _Request(plan)
+        with self._pending_lock:
+            self._pending.append(request)
+        with self._mutex:
+            if not request.done:
+                with self._pending_lock:
+                    group, self._pending = self._pending, []
+                self._run(group, request)
+        if request.error is not None:
+            raise request.error
+        result: T = request.result
+        return result
+
+    def _run(self, group: list[_Request], leader: _Request) -> None:
+        try:
+            self.check_open()
+            self._flock(fcntl.LOCK_EX)
+            try:
+                self._catch_up()
+                self._plan_and_write(group)
+            finally:
+                self._flock(fcntl.LOCK_UN)
+        except BaseException as exc:
+            for request in group:
+                if not request.done:
+                    request.error = _for_waiter(exc, request is leader)
+                    request.done = True
+            if not isinstance(exc, Exception):
+                raise
+        self._maybe_checkpoint()
+
+    def _plan_and_write(self, group: list[_Request]) -> None:
+        overlay = _Overlay()
+        frames: list[bytes] = []
+        written: list[_Request] = []
+        for request in group:
+            planner = Planner(self, overlay)
+            try:
+                request.result = request.plan(planner)
+            except Exception as exc:
+                request.error = exc
+                request.done = True
+                continue
+            if planner.records:
+                frames.append(journal.frame(planner.records))
+                overlay.absorb(planner)
+                written.append(request)
+            else:
+                request.done = True
+        if frames:
+            self._write(frames)
+        for request in written:
+            request.done = True
+
+    def _write(self, frames: list[bytes]) -> None:
+        data = b"".join(frames)
+        pack, at = self.state.position
+        if (
+            at + len(data) > journal.PACK_LIMIT
+            and at > journal.PACK_HEADER_SIZE
+        ):
+            seal = self.journal.roll(at, self.durable, self._dirty_end)
+            self._apply(seal, pack, at)
+            pack, at = self.state.position
+        self.journal.append(data, at, self.durable, self._dirty_end)
+        self._apply(data, pack, at)
+
+    def _apply(self, data: bytes, pack: int, at: int) -> None:
+        """Apply frames this process just wrote, parsing them exactly as
+        replay does, so the state can only change the way replay
+        changes it."""
+        path = self.journal.path(pack)
+        for frame in journal.parse_frames(data, pack, at):
+            sealed_to = self.state.apply(frame, path)
+            if sealed_to is not None:
+                self.journal.advance(sealed_to)
+                self.state.position = (sealed_to, journal.PACK_HEADER_SIZE)
+        self._dirty_end = 0
+
+    # -- checkpoints ---------------------------------------------------------
+
+    def _maybe_checkpoint(self, threshold: int | None = None) -> None:
+        limit = threshold or max(CHECKPOINT_MIN_TAIL, self._table_size)
+        if self._tail_bytes() < limit:
+            return
+        try:
+            self.checkpoint()
+        except StoreIOError as exc:
+            # The journal already holds every acknowledged write; a table
+            # that cannot be written only makes the next open slower.
+            log.warning("could not write the ref table: %s", exc)
+
+    def checkpoint(self) -> None:
+        """Write the ref table for the current state (holding the mutex)."""
+        data = table.encode(self.state)
+        fs.write_atomic(self.table_path, data)
+        self._table_size = len(data)
+        self._table_position = self.state.position
+        self.table_problem = None
+
+    # -- closing -------------------------------------------------------------
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        with self._mutex:
+            if os.getpid() == self._pid:
+                self._maybe_checkpoint(CHECKPOINT_ON_CLOSE)
+            self._closed = True
+            self.journal.close()
+            fs.close(self._lock_fd, self.lock_path)
+        _engines.discard(self)
+
+
+def _for_waiter(exc: BaseException, leader: bool) -> BaseException:
+    """The error each queued writer sees when its group failed.
+
+    The leader re-raises its own exception; the others get a copy, so
+    threads do not share one traceback, and an interrupt of the leader
+    reaches the others as a typed error rather than a KeyboardInterrupt.
+    """
+    if leader and isinstance(exc, Exception):
+        return exc
+    if not isinstance(exc, Exception):
+        error = StoreIOError(errno.EINTR, "the write was interrupted", None)
+        error.__cause__ = exc
+        return error
+    twin = copy.copy(exc)
+    twin.__cause__ = exc
+    return twin
+
+
+def _reinit_after_fork() -> None:
+    for engine in list(_engines):
+        engine._after_fork()
+
+
+os.register_at_fork(after_in_child=_reinit_after_fork)

@@ -1,0 +1,250 @@
+"""Typed objects: how a version is turned into bytes and an address.
+
+Pure: no I/O.  Normative description: ``objects_spec/README.md``
+("Objects" and "Version objects").
+
+An object has a *type* and a *payload* (canonical JSON).  Its address is
+the BLAKE3-256 hash of the *typed content*::
+
+    b"version 123\\x00" + payload        # type, space, length, NUL
+
+so the address does not depend on how the payload is compressed.  The
+stored form is a 12-byte header followed by the body::
+
+    offset size field
+    0      4    magic b"SNTO"
+    4      1    type        1 = version
+    5      1    encoding    0 = identity, 1 = zstd; 2 reserved (sealed)
+    6      1    flags       0; bit 0 reserved for a signature trailer
+    7      1    reserved    0
+    8      4    payload length, unsigned big-endian
+    12     -    body: the payload, or one zstd frame holding it
+
+Example: the payload ``{"a":1}`` of type version has the typed content
+``b'version 7\\x00{"a":1}'``.
+
+Runtime: encoding a 300-byte document costs a few microseconds (BLAKE3
+about 1 us, zstd level 3 about 3 us); decoding about the same.
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+from dataclasses import dataclass
+from typing import Any, NewType
+
+import blake3
+import zstandard
+
+from sentinel import codec
+from sentinel.errors import CorruptObjectError
+
+Address = NewType("Address", bytes)
+
+MAGIC = b"SNTO"
+HEADER = struct.Struct(">4sBBBBI")
+HEADER_SIZE = HEADER.size
+TYPE_VERSION = 1
+TYPE_NAMES = {TYPE_VERSION: b"version"}
+ENCODING_IDENTITY = 0
+ENCODING_ZSTD = 1
+ZSTD_LEVEL = 3
+ADDRESS_SIZE = 32
+
+# The version envelope adds a few hundred bytes to the document itself.
+MAX_PAYLOAD = codec.MAX_DOCUMENT + 4096
+
+
+class _Codecs(threading.local):
+    """zstd contexts are not thread-safe, so each thread keeps its own."""
+
+    def __init__(self) -> None:
+        self.compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+        self.decompressor = zstandard.ZstdDecompressor()
+
+
+_codecs = _Codecs()
+
+
+def address_of(kind: int, payload: bytes) -> Address:
+    """Return the BLAKE3-256 address of a payload of type `kind`."""
+    hasher = blake3.blake3(b"%s %d\x00" % (TYPE_NAMES[kind], len(payload)))
+    hasher.update(payload)
+    return Address(hasher.digest())
+
+
+def encode(kind: int, payload: bytes) -> tuple[Address, bytes]:
+    """Return the address and the stored bytes of an object."""
+    body = _codecs.compressor.compress(payload)
+    header = HEADER.pack(MAGIC, kind, ENCODING_ZSTD, 0, 0, len(payload))
+    return address_of(kind, payload), header + body
+
+
+def decode(
+    stored: bytes, address: bytes, *, path: str | None = None
+) -> tuple[int, bytes]:
+    """Check stored object bytes against `address`; return type, payload.
+
+    Every check a reader must make is here: header fields, the declared
+    size (so a crafted frame cannot make us allocate gigabytes), the zstd
+    frame, and the BLAKE3 address of the result.
+    """
+    name = address.hex()
+
+    def corrupt(reason: str) -> CorruptObjectError:
+        return CorruptObjectError(
+            f"object {name} is corrupt: {reason}",
+            path=path,
+            address=name,
+        )
+
+    if len(stored) < HEADER_SIZE:
+        raise corrupt("shorter than its header")
+    magic, kind, encoding, flags, reserved, length = HEADER.unpack_from(stored)
+    if magic != MAGIC:
+        raise corrupt("bad magic")
+    if kind not in TYPE_NAMES:
+        raise corrupt(f"unknown object type {kind}")
+    if flags or reserved:
+        raise corrupt("reserved header bits are set")
+    if length > MAX_PAYLOAD:
+        raise corrupt(f"declared size {length:,} exceeds the limit")
+
+    body = stored[HEADER_SIZE:]
+    if encoding == ENCODING_ZSTD:
+        payload = _decompress(body, length, corrupt)
+    elif encoding == ENCODING_IDENTITY:
+        payload = body
+    else:
+        raise corrupt(f"unsupported encoding {encoding}")
+    if len(payload) != length:
+        raise corrupt("payload length differs from its header")
+
+    actual = address_of(kind, payload)
+    if actual != address:
+        error = corrupt("content does not match its address")
+        error.expected = name
+        error.actual = actual.hex()
+        raise error
+    return kind, payload
+
+
+def _decompress(body: bytes, length: int, corrupt: Any) -> bytes:
+    try:
+        declared = zstandard.frame_content_size(body)
+    except zstandard.ZstdError as exc:
+        raise corrupt(f"bad zstd frame header ({exc})") from exc
+    if declared != length:
+        raise corrupt("zstd frame size differs from the header")
+    try:
+        return _codecs.decompressor.decompress(body, max_output_size=length)
+    except zstandard.ZstdError as exc:
+        raise corrupt(f"zstd frame does not decode ({exc})") from exc
+
+
+# -- version objects ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Version:
+    """A decoded version object: one state of one document."""
+
+    collection: str
+    id: str
+    version: int
+    parent: str | None
+    created_at: str
+    updated_at: str
+    deleted: bool
+    data: dict[str, Any]
+
+
+def version_payload(
+    collection: str,
+    doc_id: str,
+    version: int,
+    parent: bytes | None,
+    created_at: str,
+    updated_at: str,
+    deleted: bool,
+    data: bytes,
+) -> bytes:
+    """Return the canonical payload of a version object.
+
+    `data` is the document's canonical JSON.  Collection names, ids,
+    timestamps and hex addresses are plain ASCII that JSON never escapes,
+    so the canonical form can be assembled directly: the keys below are
+    already in code-point order.  The spec's vectors check that this
+    equals `codec.canonical` of the same fields.
+    """
+    parent_json = b'"%s"' % parent.hex().encode() if parent else b"null"
+    return b"".join(
+        (
+            b'{"collection":"',
+            collection.encode(),
+            b'","created_at":"',
+            created_at.encode(),
+            b'","data":',
+            data,
+            b',"deleted":',
+            b"true" if deleted else b"false",
+            b',"id":"',
+            doc_id.encode(),
+            b'","parent":',
+            parent_json,
+            b',"updated_at":"',
+            updated_at.encode(),
+            b'","version":',
+            b"%d" % version,
+            b"}",
+        )
+    )
+
+
+_VERSION_KEYS = frozenset(
+    (
+        "collection",
+        "created_at",
+        "data",
+        "deleted",
+        "id",
+        "parent",
+        "updated_at",
+        "version",
+    )
+)
+
+
+def parse_version(payload: bytes, address: str) -> Version:
+    """Decode a version payload, checking every field's type."""
+    fields = codec.decode(payload, address=address)
+    if type(fields) is not dict or fields.keys() != _VERSION_KEYS:
+        raise CorruptObjectError(
+            f"object {address} is not a version object", address=address
+        )
+    checks = (
+        type(fields["collection"]) is str,
+        type(fields["id"]) is str,
+        type(fields["version"]) is int and fields["version"] >= 1,
+        fields["parent"] is None or type(fields["parent"]) is str,
+        type(fields["created_at"]) is str,
+        type(fields["updated_at"]) is str,
+        type(fields["deleted"]) is bool,
+        type(fields["data"]) is dict,
+    )
+    if not all(checks):
+        raise CorruptObjectError(
+            f"object {address} has a malformed version field",
+            address=address,
+        )
+    return Version(
+        fields["collection"],
+        fields["id"],
+        fields["version"],
+        fields["parent"],
+        fields["created_at"],
+        fields["updated_at"],
+        fields["deleted"],
+        fields["data"],
+    )

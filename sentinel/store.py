@@ -1,0 +1,206 @@
+"""`Store`: opens a store folder and owns its collections."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+from types import TracebackType
+
+from sentinel import codec, config, fs, journal, names, objects
+from sentinel.collection import Collection
+from sentinel.engine import Engine, Planner
+from sentinel.errors import (
+    EncryptionUnavailableError,
+    InvalidInputError,
+    UnsupportedFormatError,
+)
+from sentinel.verify import VerifyReport, verify
+
+_SKELETON = frozenset({"objects", "refs", "lock", config.FILE_NAME})
+
+
+class Store:
+    """An open Sentinel store: a folder of packs, refs and a config.
+
+    Create or open one with `Store.new`.  A `Store` is thread-safe, and
+    several processes may open the same folder at once.  Use it as a
+    context manager, or call `close`.
+    """
+
+    def __init__(self, root: str, engine: Engine) -> None:
+        self._root = root
+        self._engine = engine
+        self._collections: dict[str, Collection] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def new(
+        cls,
+        path: str | os.PathLike[str],
+        passphrase: str | None = None,
+        *,
+        durable: bool = True,
+    ) -> Store:
+        """Create the store at `path`, or open it if it exists.
+
+        `durable=True` (the default) returns from each write only once it
+        is on disk (fdatasync).  `durable=False` skips the sync: writes
+        survive the process being killed, but not a power loss or kernel
+        crash; it exists for bulk loads and tests, never by default.
+
+        A passphrase cannot be honoured by this version yet, so passing
+        one raises `EncryptionUnavailableError` rather than storing data
+        unencrypted.
+        """
+        if passphrase is not None:
+            raise EncryptionUnavailableError(
+                "encryption at rest is not available in this version of "
+                "Sentinel; open the store without a passphrase"
+            )
+        if not isinstance(path, (str, os.PathLike)):
+            raise InvalidInputError(
+                f"path must be a str or os.PathLike, not {type(path).__name__}"
+            )
+        root = os.path.abspath(os.fspath(path))
+        if "\x00" in root:
+            raise InvalidInputError("path contains a NUL character")
+        if not fs.exists(config.path_of(root)):
+            _create(root)
+        config.read(root)
+        return cls(root, Engine(root, durable=durable))
+
+    # -- collections ---------------------------------------------------------
+
+    def collection(self, name: str) -> Collection:
+        """Return the collection `name`, creating it durably if needed."""
+        checked = names.collection_name(name)
+        engine = self._engine
+        engine.refresh()
+        if checked not in engine.state.collections:
+
+            def plan(planner: Planner) -> None:
+                planner.create_collection(checked)
+
+            engine.commit(plan)
+        with self._lock:
+            found = self._collections.get(checked)
+            if found is None:
+                found = self._collections[checked] = Collection(self, checked)
+        return found
+
+    def list_collections(self) -> list[str]:
+        """The names of all collections, sorted."""
+        self._engine.refresh()
+        return sorted(self._engine.state.collections)
+
+    # -- store-wide work -----------------------------------------------------
+
+    def verify(self) -> VerifyReport:
+        """Check every byte of the store; see `sentinel.verify`."""
+        self._engine.refresh()
+        return verify(self._engine)
+
+    def cat_object(self, hash: str) -> dict[str, object]:
+        """Decode any stored object by its hex address.
+
+        Returns its type, its encoding as stored, its place in the pack
+        and its payload parsed as JSON.  The object is verified first.
+        """
+        try:
+            address = bytes.fromhex(hash)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInputError(f"{hash!r} is not a hex address") from exc
+        if len(address) != objects.ADDRESS_SIZE:
+            raise InvalidInputError(f"{hash!r} is not a 32-byte address")
+        engine = self._engine
+        engine.refresh()
+        kind, payload = engine.read_object(address)
+        location = engine.state.objects[address]
+        header = engine.journal.read(
+            location.pack, location.offset, objects.HEADER_SIZE
+        )
+        return {
+            "hash": hash,
+            "type": objects.TYPE_NAMES[kind].decode(),
+            "encoding": header[5],
+            "pack": journal.pack_name(location.pack),
+            "offset": location.offset,
+            "stored_bytes": location.length,
+            "payload_bytes": len(payload),
+            "payload": codec.decode(payload, address=hash),
+        }
+
+    @property
+    def path(self) -> str:
+        """The store's folder, as an absolute path."""
+        return self._root
+
+    def close(self) -> None:
+        """Close the store; later calls raise `StoreClosedError`."""
+        self._engine.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Store({self._root!r})"
+
+
+def _create(root: str) -> None:
+    """Create the folders, first pack and config of a new store.
+
+    Runs under the store's exclusive lock so two processes creating the
+    same store at once cannot interleave.  The config is written last: a
+    folder without it is an unfinished creation, which is resumed.  A
+    folder holding anything else is refused, so Sentinel never writes
+    into a folder it does not own.
+    """
+    _make_dirs(root)
+    lock_path = os.path.join(root, "lock")
+    lock_fd = fs.open_fd(lock_path, os.O_RDWR | os.O_CREAT)
+    try:
+        fs.flock(lock_fd, fcntl.LOCK_EX, lock_path)
+        if fs.exists(config.path_of(root)):
+            return
+        foreign = [
+            entry
+            for entry in fs.listdir(root)
+            if entry not in _SKELETON and not fs.is_stale_temp(root, entry)
+        ]
+        if foreign:
+            raise UnsupportedFormatError(
+                f"{root} is not empty and is not a Sentinel store "
+                f"(found {foreign[0]!r})"
+            )
+        for folder in ("objects", "refs"):
+            path = os.path.join(root, folder)
+            if not fs.exists(path):
+                fs.mkdir(path)
+        fs.fsync_dir(root)
+        packs = journal.Journal(os.path.join(root, "objects"))
+        packs.create_pack(1)
+        config.write(root)
+    finally:
+        fs.close(lock_fd, lock_path)
+
+
+def _make_dirs(root: str) -> None:
+    """Create `root` and missing parents, each made durable in its
+    parent folder before anything is placed inside it."""
+    missing = []
+    path = root
+    while not fs.exists(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    for folder in reversed(missing):
+        fs.mkdir(folder)
+        fs.fsync_dir(os.path.dirname(folder))
