@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from sentinel import codec, names, objects
@@ -11,6 +12,10 @@ from sentinel.errors import CorruptObjectError
 
 if TYPE_CHECKING:
     from sentinel.store import Store
+
+# Ids copied per step of `ids()`: small enough to bound memory, large
+# enough that the lock is taken rarely.
+_ID_WINDOW = 1024
 
 
 class Collection:
@@ -148,6 +153,48 @@ class Collection:
                 address=found[-1].hash,
             )
         return found
+
+    def ids(self) -> Iterator[str]:
+        """Iterate the ids of live documents in sorted order.
+
+        The ids are those live when iteration starts; the listing is
+        copied in slices so memory stays bounded while writers go on.
+        """
+        engine = self._engine
+        engine.refresh()
+        refs_of = engine.state.collections.get(self._name)
+        if refs_of is None:
+            return
+        heads = refs_of.heads
+        start: str | None = None
+        while True:
+            with engine.state_lock:
+                keys = (
+                    heads.irange(start, inclusive=(True, True))
+                    if start is not None
+                    else heads.irange()
+                )
+                window = []
+                for key in keys:
+                    if key == start:
+                        continue
+                    window.append((key, heads[key].deleted))
+                    if len(window) >= _ID_WINDOW:
+                        break
+            for key, deleted in window:
+                if not deleted:
+                    yield key
+            if len(window) < _ID_WINDOW:
+                return
+            start = window[-1][0]
+
+    def all(self) -> Iterator[Document]:
+        """Iterate the live documents in id order, reading one at a
+        time, so memory stays bounded whatever the collection's size."""
+        for doc_id in self.ids():
+            doc = self.get(doc_id)
+            if doc is not None:
+                yield doc
 
     def count(self) -> int:
         """The number of live documents.  Runtime: O(1)."""

@@ -227,6 +227,12 @@ class Engine:
 
     # -- locking -----------------------------------------------------------
 
+    @property
+    def state_lock(self) -> threading.Lock:
+        """Held while the in-memory state changes; take it to read a
+        consistent slice of a collection's heads."""
+        return self._mutex
+
     def _flock(self, operation: int) -> None:
         fs.flock(self._lock_fd, operation, self.lock_path)
 
