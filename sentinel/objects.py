@@ -31,8 +31,7 @@ from __future__ import annotations
 
 import struct
 import threading
-from dataclasses import dataclass
-from typing import Any, NewType
+from typing import Any, NamedTuple, NewType
 
 import blake3
 import zstandard
@@ -146,8 +145,7 @@ def _decompress(body: bytes, length: int, corrupt: Any) -> bytes:
 # -- version objects ---------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Version:
+class Version(NamedTuple):
     """A decoded version object: one state of one document."""
 
     collection: str
@@ -217,34 +215,47 @@ _VERSION_KEYS = frozenset(
 
 
 def parse_version(payload: bytes, address: str) -> Version:
-    """Decode a version payload, checking every field's type."""
-    fields = codec.decode(payload, address=address)
+    """Decode a version payload, checking every field's type.
+
+    This is the read path of every `get`, so it parses with
+    `codec.decode_verified`, which trusts that the bytes already matched
+    their address; `Store.verify` additionally checks canonical form.
+    """
+    fields = codec.decode_verified(payload, address=address)
     if type(fields) is not dict or fields.keys() != _VERSION_KEYS:
         raise CorruptObjectError(
             f"object {address} is not a version object", address=address
         )
-    checks = (
-        type(fields["collection"]) is str,
-        type(fields["id"]) is str,
-        type(fields["version"]) is int and fields["version"] >= 1,
-        fields["parent"] is None or type(fields["parent"]) is str,
-        type(fields["created_at"]) is str,
-        type(fields["updated_at"]) is str,
-        type(fields["deleted"]) is bool,
-        type(fields["data"]) is dict,
-    )
-    if not all(checks):
+    collection = fields["collection"]
+    doc_id = fields["id"]
+    number = fields["version"]
+    parent = fields["parent"]
+    created_at = fields["created_at"]
+    updated_at = fields["updated_at"]
+    deleted = fields["deleted"]
+    data = fields["data"]
+    if not (
+        type(collection) is str
+        and type(doc_id) is str
+        and type(number) is int
+        and number >= 1
+        and (parent is None or type(parent) is str)
+        and type(created_at) is str
+        and type(updated_at) is str
+        and type(deleted) is bool
+        and type(data) is dict
+    ):
         raise CorruptObjectError(
             f"object {address} has a malformed version field",
             address=address,
         )
     return Version(
-        fields["collection"],
-        fields["id"],
-        fields["version"],
-        fields["parent"],
-        fields["created_at"],
-        fields["updated_at"],
-        fields["deleted"],
-        fields["data"],
+        collection,
+        doc_id,
+        number,
+        parent,
+        created_at,
+        updated_at,
+        deleted,
+        data,
     )
