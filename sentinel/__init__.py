@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 
+from sentinel.batch import Batch, StoreBatch
 from sentinel.collection import Collection
 from sentinel.document import Document
 from sentinel.errors import (
@@ -39,6 +40,7 @@ from sentinel.errors import (
     StoreReadOnlyError,
     UnsupportedFormatError,
 )
+from sentinel.log import LogEntry
 from sentinel.store import Store
 from sentinel.verify import Problem, VerifyReport
 
@@ -47,6 +49,7 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 __version__ = "0.1.0"
 
 __all__ = [
+    "Batch",
     "Collection",
     "ConflictError",
     "CorruptJournalError",
@@ -59,11 +62,13 @@ __all__ = [
     "InvalidDocumentError",
     "InvalidIdError",
     "InvalidInputError",
+    "LogEntry",
     "MissingObjectError",
     "NotFoundError",
     "Problem",
     "SentinelError",
     "Store",
+    "StoreBatch",
     "StoreClosedError",
     "StoreFullError",
     "StoreIOError",

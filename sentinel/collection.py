@@ -1,28 +1,263 @@
-"""`Collection`: the document operations of one named collection."""
+"""`Collection`: the document operations of one named collection.
+
+Every write goes through one funnel, `write_version`: it runs under the
+store's exclusive lock (as a plan, see `sentinel.engine`), checks the
+caller's expectation of the current version, builds the version object,
+and moves the ref.  Reads go through `Collection._load`, which verifies
+the object and that it is the version the ref claims.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sentinel import codec, names, objects
+from sentinel import codec, merge, names, objects, refs
 from sentinel.document import Document
-from sentinel.engine import Planner
-from sentinel.errors import CorruptObjectError
+from sentinel.engine import Planner, to_micros
+from sentinel.errors import (
+    ConflictError,
+    CorruptObjectError,
+    InvalidInputError,
+    NotFoundError,
+)
 
 if TYPE_CHECKING:
+    from sentinel.batch import Batch
+    from sentinel.engine import Engine
     from sentinel.store import Store
 
 # Ids copied per step of `ids()`: small enough to bound memory, large
 # enough that the lock is taken rarely.
 _ID_WINDOW = 1024
+_HEX_ADDRESS = re.compile(r"[0-9a-f]{64}")
+
+
+def expected_address(expected_hash: str | None) -> bytes | None:
+    """Check an ``expected_hash`` argument before anything is written."""
+    if expected_hash is None:
+        return None
+    if type(expected_hash) is not str or not _HEX_ADDRESS.fullmatch(
+        expected_hash
+    ):
+        raise InvalidInputError(
+            "expected_hash must be a 64-character lowercase hex string"
+        )
+    return bytes.fromhex(expected_hash)
+
+
+def parse_moment(when: datetime | str) -> int:
+    """Microseconds since the epoch of a timezone-aware moment."""
+    if isinstance(when, str):
+        try:
+            when = datetime.fromisoformat(when)
+        except ValueError as exc:
+            raise InvalidInputError(
+                f"{when!r} is not an ISO 8601 time"
+            ) from exc
+    if not isinstance(when, datetime):
+        raise InvalidInputError("when must be a datetime or an ISO string")
+    if when.tzinfo is None or when.utcoffset() is None:
+        raise InvalidInputError(
+            "when must carry a timezone (naive times are ambiguous)"
+        )
+    return to_micros(when)
+
+
+def read_version(engine: Engine | Planner, address: bytes) -> objects.Version:
+    """Read and verify the version object at `address`."""
+    if isinstance(engine, Planner):
+        kind, payload = engine.read(address)
+    else:
+        kind, payload = engine.read_object(address)
+    if kind != objects.TYPE_VERSION:
+        raise CorruptObjectError(
+            f"object {address.hex()} is not a version object",
+            address=address.hex(),
+        )
+    return objects.parse_version(payload, address.hex())
+
+
+def document(version: objects.Version, address: bytes) -> Document:
+    return Document(
+        version.collection,
+        version.id,
+        version.version,
+        version.created_at,
+        version.updated_at,
+        address.hex(),
+        version.data,
+        None,
+        version.deleted,
+        version.parent,
+    )
+
+
+def write_version(
+    planner: Planner,
+    collection: str,
+    doc_id: str,
+    body: bytes,
+    *,
+    deleted: bool = False,
+    expected: bytes | None = None,
+    created: str | None = None,
+) -> Document:
+    """Write a new version of `doc_id` holding `body`: the one funnel.
+
+    `expected`, when given, must be the address of the current head (a
+    `ConflictError` otherwise).  `created` overrides the created_at the
+    version would get (kept from a live parent, else now).
+    """
+    if not planner.has_collection(collection):
+        raise NotFoundError(f"collection {collection!r} does not exist")
+    head = planner.head(collection, doc_id)
+    if expected is not None and (head is None or head.address != expected):
+        raise ConflictError(
+            f"{collection}/{doc_id} is at "
+            f"{head.address.hex() if head else 'no version'}, not "
+            f"{expected.hex()}"
+        )
+    stamp, micros = planner.time, planner.micros
+    if head is None:
+        version, parent, born = 1, None, stamp
+    else:
+        previous = read_version(planner, head.address)
+        version, parent = head.version + 1, head.address
+        born = stamp if previous.deleted else previous.created_at
+        # Keep time moving forward along a document's history, even if
+        # the wall clock steps back.
+        if previous.updated_at > stamp:
+            stamp, micros = previous.updated_at, head.time
+    payload = objects.version_payload(
+        collection,
+        doc_id,
+        version,
+        parent,
+        created or born,
+        stamp,
+        deleted,
+        body,
+    )
+    address = planner.put_object(objects.TYPE_VERSION, payload)
+    planner.move(collection, doc_id, address, version, deleted, micros)
+    return Document(
+        collection,
+        doc_id,
+        version,
+        created or born,
+        stamp,
+        address.hex(),
+        None,
+        body,
+        deleted,
+        parent.hex() if parent else None,
+    )
+
+
+def live_head(planner: Planner, collection: str, doc_id: str) -> refs.Head:
+    head = planner.head(collection, doc_id)
+    if head is None or head.deleted:
+        raise NotFoundError(f"{collection}/{doc_id} does not exist")
+    return head
+
+
+def update_version(
+    planner: Planner,
+    collection: str,
+    doc_id: str,
+    patch: dict[str, Any],
+    expected: bytes | None,
+) -> Document:
+    if not planner.has_collection(collection):
+        raise NotFoundError(f"collection {collection!r} does not exist")
+    head = live_head(planner, collection, doc_id)
+    current = read_version(planner, head.address)
+    merged = merge.merge(current.data, patch)
+    return write_version(
+        planner,
+        collection,
+        doc_id,
+        codec.canonical_document(merged),
+        expected=expected,
+    )
+
+
+def upsert_version(
+    planner: Planner,
+    collection: str,
+    doc_id: str,
+    patch: dict[str, Any],
+    expected: bytes | None,
+) -> bool:
+    head = planner.head(collection, doc_id)
+    if head is None or head.deleted:
+        body = codec.canonical_document(patch)
+        write_version(planner, collection, doc_id, body, expected=expected)
+        return True
+    update_version(planner, collection, doc_id, patch, expected)
+    return False
+
+
+def private_copy(data: dict[str, Any]) -> dict[str, Any]:
+    """Validate `data` and return a copy the caller cannot change under
+    us while the write waits for the lock."""
+    copy: dict[str, Any] = codec.decode(codec.canonical_document(data))
+    return copy
+
+
+def delete_version(
+    planner: Planner, collection: str, doc_id: str, expected: bytes | None
+) -> bool:
+    if not planner.has_collection(collection):
+        raise NotFoundError(f"collection {collection!r} does not exist")
+    head = planner.head(collection, doc_id)
+    if head is None or head.deleted:
+        if expected is not None:
+            raise ConflictError(f"{collection}/{doc_id} does not exist")
+        return False
+    write_version(
+        planner, collection, doc_id, b"{}", deleted=True, expected=expected
+    )
+    return True
+
+
+def restore_version(
+    planner: Planner, collection: str, doc_id: str
+) -> Document:
+    if not planner.has_collection(collection):
+        raise NotFoundError(f"collection {collection!r} does not exist")
+    head = planner.head(collection, doc_id)
+    if head is None:
+        raise NotFoundError(f"{collection}/{doc_id} never existed")
+    if not head.deleted:
+        raise ConflictError(f"{collection}/{doc_id} is not deleted")
+    address = read_version(planner, head.address).parent
+    while address is not None:
+        older = read_version(planner, bytes.fromhex(address))
+        if not older.deleted:
+            return write_version(
+                planner,
+                collection,
+                doc_id,
+                codec.canonical_document(older.data),
+                created=older.created_at,
+            )
+        address = older.parent
+    raise NotFoundError(f"{collection}/{doc_id} has no live version")
 
 
 class Collection:
     """A named set of documents in a `Store`.
 
     Obtain one with `Store.collection`.  All methods are thread-safe and
-    see every write that another thread or process has completed.
+    see every write that another thread or process has completed.  Each
+    write returns once it is durable, and raises `InvalidIdError` or
+    `InvalidDocumentError` before anything is written.  After
+    `Store.delete_collection`, methods raise `NotFoundError` until the
+    collection is created or restored again.
     """
 
     def __init__(self, store: Store, name: names.CollectionName) -> None:
@@ -39,145 +274,291 @@ class Collection:
 
     # -- writing -------------------------------------------------------------
 
-    def insert(self, id: str, data: dict[str, Any]) -> Document:
+    def insert(
+        self,
+        id: str,
+        data: dict[str, Any],
+        *,
+        expected_hash: str | None = None,
+    ) -> Document:
         """Store `data` as the newest version of document `id`.
 
         Inserts the document, or replaces an existing one with a new
-        version (its `version` goes up by one and `created_at` is kept).
-        Returns when the version is durable.  Raises `InvalidIdError` or
-        `InvalidDocumentError` before anything is written.
+        version (its `version` goes up by one; `created_at` is kept, or
+        starts again if the id was deleted).  With `expected_hash`, the
+        current version must be that one, else `ConflictError`.
 
         Runtime: one append and one fdatasync, shared with concurrent
         writers; independent of the collection's size.
         """
         doc_id = names.document_id(id)
         body = codec.canonical_document(data)
+        expected = expected_address(expected_hash)
+        name = self._name
+        return self._engine.commit(
+            lambda planner: write_version(
+                planner, name, doc_id, body, expected=expected
+            )
+        )
+
+    def update(
+        self,
+        id: str,
+        data: dict[str, Any],
+        *,
+        expected_hash: str | None = None,
+    ) -> Document:
+        """Merge `data` into the newest version, as a new version.
+
+        Objects merge recursively; arrays, scalars and null replace (see
+        `sentinel.merge`).  Raises `NotFoundError` if `id` does not exist
+        or is deleted, `ConflictError` on an `expected_hash` mismatch.
+        """
+        doc_id = names.document_id(id)
+        patch = private_copy(data)
+        expected = expected_address(expected_hash)
+        name = self._name
+        return self._engine.commit(
+            lambda planner: update_version(
+                planner, name, doc_id, patch, expected
+            )
+        )
+
+    def upsert(
+        self,
+        id: str,
+        data: dict[str, Any],
+        *,
+        expected_hash: str | None = None,
+    ) -> bool:
+        """Insert `data` if `id` is absent or deleted (returns True),
+        else merge it in as `update` does (returns False)."""
+        doc_id = names.document_id(id)
+        patch = private_copy(data)
+        expected = expected_address(expected_hash)
+        name = self._name
+        return self._engine.commit(
+            lambda planner: upsert_version(
+                planner, name, doc_id, patch, expected
+            )
+        )
+
+    def delete(self, id: str, *, expected_hash: str | None = None) -> bool:
+        """Delete document `id` by writing a tombstone version.
+
+        `get` then returns None and `count()` drops; `history` keeps
+        every version.  Returns whether a live document was deleted.
+        """
+        doc_id = names.document_id(id)
+        expected = expected_address(expected_hash)
+        name = self._name
+        return self._engine.commit(
+            lambda planner: delete_version(planner, name, doc_id, expected)
+        )
+
+    def restore(self, id: str) -> Document:
+        """Bring back the last live version of a deleted document, as a
+        new version (created_at as it was).  `NotFoundError` if `id`
+        never existed, `ConflictError` if it is not deleted."""
+        doc_id = names.document_id(id)
+        name = self._name
+        return self._engine.commit(
+            lambda planner: restore_version(planner, name, doc_id)
+        )
+
+    def revert(self, id: str, version: int) -> Document:
+        """Write a new version whose data equals version `version`.
+
+        Raises `NotFoundError` if that version does not exist or is a
+        tombstone.
+        """
+        doc_id = names.document_id(id)
+        number = _version_number(version)
         name = self._name
 
         def plan(planner: Planner) -> Document:
-            planner.create_collection(name)
-            head = planner.head(name, doc_id)
-            stamp = planner.time
-            if head is None:
-                version, created, parent = 1, stamp, None
-            else:
-                previous = self._version_at(planner, head.address)
-                version, parent = head.version + 1, head.address
-                created = stamp if previous.deleted else previous.created_at
-                # Keep time moving forward along a document's history,
-                # even if the wall clock steps back.
-                stamp = max(stamp, previous.updated_at)
-            payload = objects.version_payload(
-                name, doc_id, version, parent, created, stamp, False, body
-            )
-            address = planner.put_object(objects.TYPE_VERSION, payload)
-            planner.move(name, doc_id, address, version, False)
-            return Document(
-                name,
-                doc_id,
-                version,
-                created,
-                stamp,
-                address.hex(),
-                None,
-                body,
+            refs_of = planner.refs_of(name)
+            target = refs_of.version(doc_id, number) if refs_of else None
+            if target is None or target.deleted:
+                raise NotFoundError(
+                    f"{name}/{doc_id} has no live version {number}"
+                )
+            old = read_version(planner, target.address)
+            return write_version(
+                planner, name, doc_id, codec.canonical_document(old.data)
             )
 
         return self._engine.commit(plan)
 
-    # -- reading -------------------------------------------------------------
+    def bulk_insert(
+        self, items: Iterable[tuple[str, dict[str, Any]]]
+    ) -> list[Document]:
+        """Insert or replace many documents atomically.
 
-    def get(self, id: str) -> Document | None:
-        """Return the newest version of document `id`, or None.
-
-        The object is read and verified (BLAKE3, header, JSON) on every
-        call; damage raises `CorruptObjectError` and never returns data.
-        Runtime: one ``pread`` plus decoding, independent of size.
+        Every item is validated first; then all of them become visible
+        together, or none do, even across a crash, with one durable
+        commit.  Returns the new versions in input order.
         """
-        doc_id = names.document_id(id)
-        engine = self._engine
-        engine.refresh()
-        refs_of = engine.state.collections.get(self._name)
-        head = refs_of.heads.get(doc_id) if refs_of else None
-        if head is None or head.deleted:
-            return None
-        version = self._read_version(head.address)
-        self._check_identity(version, doc_id, head.address, head.version)
-        return Document(
-            self._name,
-            doc_id,
-            version.version,
-            version.created_at,
-            version.updated_at,
-            head.address.hex(),
-            version.data,
+        checked = [
+            (names.document_id(doc_id), codec.canonical_document(data))
+            for doc_id, data in items
+        ]
+        name = self._name
+        return self._engine.commit(
+            lambda planner: [
+                write_version(planner, name, doc_id, body)
+                for doc_id, body in checked
+            ]
         )
 
-    def history(self, id: str) -> list[Document]:
-        """Every version of document `id`, newest first.
+    def batch(self) -> Batch:
+        """A batch of writes to this collection, committed atomically
+        when the ``with`` block ends without an exception::
 
-        Walks from the head through parent links; each version is read
-        and verified.  Returns an empty list for an unknown id.
-        Runtime: one read per version.
+            with users.batch() as b:
+                b.insert("a", {...})
+                b.update("b", {...})
+                b.delete("c")
+        """
+        from sentinel.batch import Batch
+
+        return Batch(self._engine, self._name)
+
+    # -- reading -------------------------------------------------------------
+
+    def get(self, id: str, *, version: int | None = None) -> Document | None:
+        """Return the newest version of document `id`, or None.
+
+        With `version`, return that version instead (None if it does not
+        exist or is a tombstone).  The object is read and verified
+        (BLAKE3, header, JSON, identity) on every call; damage raises a
+        `CorruptionError` and never returns data.  Runtime: one
+        ``pread`` plus decoding, independent of size and history.
         """
         doc_id = names.document_id(id)
-        engine = self._engine
-        engine.refresh()
-        refs_of = engine.state.collections.get(self._name)
-        head = refs_of.heads.get(doc_id) if refs_of else None
+        number = None if version is None else _version_number(version)
+        self._engine.refresh()
+        refs_of = self._refs()
+        if number is None:
+            head = refs_of.heads.get(doc_id)
+        else:
+            head = refs_of.version(doc_id, number)
+        if head is None or head.deleted:
+            return None
+        return self._load(doc_id, head)
+
+    def get_at(self, id: str, when: datetime | str) -> Document | None:
+        """The version of `id` that was current at `when` (a timezone-
+        aware datetime or ISO string); None before its first version or
+        while it was deleted.  Runtime: a binary search in memory and
+        one read."""
+        doc_id = names.document_id(id)
+        moment = parse_moment(when)
+        self._engine.refresh()
+        head = self._refs().at_time(doc_id, moment)
+        if head is None or head.deleted:
+            return None
+        return self._load(doc_id, head)
+
+    def get_many(self, ids: Iterable[str]) -> list[Document | None]:
+        """`get` for each id, in the order asked."""
+        wanted = [names.document_id(doc_id) for doc_id in ids]
+        return [self.get(doc_id) for doc_id in wanted]
+
+    def history(self, id: str) -> list[Document]:
+        """Every version of document `id`, newest first, tombstones
+        included (their `deleted` is True).  Empty for an unknown id.
+
+        Each version is read and verified, and each parent link is
+        checked against the version before it.  Runtime: one read per
+        version.
+        """
+        doc_id = names.document_id(id)
+        self._engine.refresh()
+        refs_of = self._refs()
+        head = refs_of.heads.get(doc_id)
         if head is None:
             return []
         found = []
-        address: bytes | None = head.address
-        expected = head.version
-        while address is not None:
-            version = self._read_version(address)
-            self._check_identity(version, doc_id, address, expected)
-            found.append(
-                Document(
-                    self._name,
-                    doc_id,
-                    version.version,
-                    version.created_at,
-                    version.updated_at,
-                    address.hex(),
-                    version.data,
+        child: Document | None = None
+        for number in range(head.version, 0, -1):
+            entry = refs_of.version(doc_id, number)
+            if entry is None:
+                break
+            doc = self._load(doc_id, entry)
+            if child is not None and child.parent != doc.hash:
+                raise CorruptObjectError(
+                    f"version {child.version} of {self._name}/{doc_id} "
+                    f"names parent {child.parent}, not {doc.hash}",
+                    address=child.hash,
                 )
-            )
-            address = bytes.fromhex(version.parent) if version.parent else None
-            expected -= 1
-        if expected != 0:
+            found.append(doc)
+            child = doc
+        if child is not None and child.parent is not None:
             raise CorruptObjectError(
-                f"the history of {self._name}/{doc_id} ends at version "
-                f"{expected + 1}, not 1",
-                address=found[-1].hash,
+                f"version 1 of {self._name}/{doc_id} names a parent",
+                address=child.hash,
             )
         return found
+
+    def parent(self, doc: Document) -> Document | None:
+        """The version before `doc` (a tombstone included), or None."""
+        if doc.version <= 1:
+            return None
+        self._engine.refresh()
+        entry = self._refs().version(doc.id, doc.version - 1)
+        if entry is None:
+            return None
+        return self._load(doc.id, entry)
+
+    def diff(self, id: str, a: int, b: int) -> dict[str, Any]:
+        """How version `a` of `id` became version `b`.
+
+        Returns ``{"id", "from": {"version", "hash"}, "to": {...},
+        "added": [...], "removed": [...], "changed": [...]}`` with JSON
+        Pointer paths (see `sentinel.merge.diff`).  A tombstone counts as
+        an empty document.  `NotFoundError` if either version is missing.
+        """
+        doc_id = names.document_id(id)
+        numbers = (_version_number(a), _version_number(b))
+        self._engine.refresh()
+        refs_of = self._refs()
+        docs = []
+        for number in numbers:
+            entry = refs_of.version(doc_id, number)
+            if entry is None:
+                raise NotFoundError(
+                    f"{self._name}/{doc_id} has no version {number}"
+                )
+            docs.append(self._load(doc_id, entry))
+        result: dict[str, Any] = {
+            "id": doc_id,
+            "from": {"version": docs[0].version, "hash": docs[0].hash},
+            "to": {"version": docs[1].version, "hash": docs[1].hash},
+        }
+        result.update(merge.diff(docs[0].data, docs[1].data))
+        return result
+
+    def count(self) -> int:
+        """The number of live documents.  Runtime: O(1)."""
+        self._engine.refresh()
+        return self._refs().live
 
     def ids(self) -> Iterator[str]:
         """Iterate the ids of live documents in sorted order.
 
-        The ids are those live when iteration starts; the listing is
-        copied in slices so memory stays bounded while writers go on.
+        Copies the listing in slices under the lock, so memory stays
+        bounded and writers are never blocked for long.  Ids written
+        during the iteration may or may not appear.
         """
         engine = self._engine
         engine.refresh()
-        refs_of = engine.state.collections.get(self._name)
-        if refs_of is None:
-            return
-        heads = refs_of.heads
+        heads = self._refs().heads
         start: str | None = None
         while True:
             with engine.state_lock:
-                keys = (
-                    heads.irange(start, inclusive=(True, True))
-                    if start is not None
-                    else heads.irange()
-                )
                 window = []
-                for key in keys:
-                    if key == start:
-                        continue
+                for key in heads.irange(start, inclusive=(False, True)):
                     window.append((key, heads[key].deleted))
                     if len(window) >= _ID_WINDOW:
                         break
@@ -196,48 +577,40 @@ class Collection:
             if doc is not None:
                 yield doc
 
-    def count(self) -> int:
-        """The number of live documents.  Runtime: O(1)."""
-        self._engine.refresh()
-        refs_of = self._engine.state.collections.get(self._name)
-        return refs_of.live if refs_of else 0
+    def filter(
+        self, predicate: Callable[[Document], bool]
+    ) -> Iterator[Document]:
+        """Stream the live documents for which `predicate` is true."""
+        return (doc for doc in self.all() if predicate(doc))
 
     # -- helpers -------------------------------------------------------------
 
-    def _read_version(self, address: bytes) -> objects.Version:
-        kind, payload = self._engine.read_object(address)
-        return _as_version(kind, payload, address)
+    def _refs(self) -> refs.CollectionRefs:
+        refs_of = self._engine.state.collections.get(self._name)
+        if refs_of is None:
+            raise NotFoundError(f"collection {self._name!r} does not exist")
+        return refs_of
 
-    def _version_at(self, planner: Planner, address: bytes) -> objects.Version:
-        kind, payload = planner.read(address)
-        return _as_version(kind, payload, address)
-
-    def _check_identity(
-        self,
-        version: objects.Version,
-        doc_id: str,
-        address: bytes,
-        number: int,
-    ) -> None:
-        """A ref must lead to a version of this very document: a valid
-        object moved under another id is damage, not data."""
+    def _load(self, doc_id: str, head: refs.Head) -> Document:
+        """Read the version `head` names and check it is that version of
+        this document: a valid object under another ref is damage."""
+        version = read_version(self._engine, head.address)
         if (
             version.collection != self._name
             or version.id != doc_id
-            or version.version != number
+            or version.version != head.version
+            or version.deleted != head.deleted
         ):
             raise CorruptObjectError(
-                f"object {address.hex()} is version {version.version} of "
-                f"{version.collection}/{version.id}, but the ref of "
-                f"{self._name}/{doc_id} names it as version {number}",
-                address=address.hex(),
+                f"object {head.address.hex()} is version {version.version} "
+                f"of {version.collection}/{version.id}, but the ref of "
+                f"{self._name}/{doc_id} names it as version {head.version}",
+                address=head.address.hex(),
             )
+        return document(version, head.address)
 
 
-def _as_version(kind: int, payload: bytes, address: bytes) -> objects.Version:
-    if kind != objects.TYPE_VERSION:
-        raise CorruptObjectError(
-            f"object {address.hex()} is not a version object",
-            address=address.hex(),
-        )
-    return objects.parse_version(payload, address.hex())
+def _version_number(value: object) -> int:
+    if type(value) is not int or value < 1:
+        raise InvalidInputError("a version number is an int >= 1")
+    return value

@@ -27,6 +27,8 @@ class Document:
         "_hash",
         "_data",
         "_body",
+        "_deleted",
+        "_parent",
     )
 
     def __init__(
@@ -39,6 +41,8 @@ class Document:
         address: str,
         data: dict[str, Any] | None,
         body: bytes | None = None,
+        deleted: bool = False,
+        parent: str | None = None,
     ) -> None:
         put = object.__setattr__
         put(self, "_collection", collection)
@@ -49,6 +53,8 @@ class Document:
         put(self, "_hash", address)
         put(self, "_data", data)
         put(self, "_body", body)
+        put(self, "_deleted", deleted)
+        put(self, "_parent", parent)
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"Document is read-only: cannot set {name!r}")
@@ -81,6 +87,14 @@ class Document:
         return self._hash
 
     @property
+    def deleted(self) -> bool:
+        return self._deleted
+
+    @property
+    def parent(self) -> str | None:
+        return self._parent
+
+    @property
     def data(self) -> dict[str, Any]:
         if self._data is None:
             # A document returned by a write carries the canonical bytes
@@ -93,7 +107,8 @@ class Document:
     def __repr__(self) -> str:
         return (
             f"Document(collection={self._collection!r}, id={self._id!r}, "
-            f"version={self._version}, hash={self._hash[:16]}...)"
+            f"version={self._version}, hash={self._hash[:16]}..."
+            + (", deleted=True)" if self._deleted else ")")
         )
 
     def __eq__(self, other: object) -> bool:

@@ -70,6 +70,24 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
+def now_and_micros() -> tuple[str, int]:
+    """The current time as an ISO string and as microseconds since the
+    epoch (the form ref moves record)."""
+    moment = datetime.now(UTC)
+    return moment.isoformat(timespec="microseconds"), to_micros(moment)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def to_micros(moment: datetime) -> int:
+    """Microseconds since the epoch of an aware datetime, exactly."""
+    delta = moment - _EPOCH
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + (
+        delta.microseconds
+    )
+
+
 class _Request:
     __slots__ = ("plan", "result", "error", "done")
 
@@ -80,11 +98,18 @@ class _Request:
         self.done = False
 
 
+class _Deferred(Exception):
+    """A plan touched a collection that an earlier plan of the same group
+    created, dropped or restored; it runs in the next group instead."""
+
+
 class Planner:
     """A plan's view of the store while it holds the exclusive lock.
 
     It sees the committed state plus the effects of plans queued before
-    it in the same group.  What it adds becomes one frame.
+    it in the same group.  What it adds becomes one frame.  Every check
+    that replay makes on a frame (`refs.State._check`) is made here
+    first, so a frame that reaches the disk always applies.
     """
 
     def __init__(self, engine: Engine, overlay: _Overlay) -> None:
@@ -93,26 +118,59 @@ class Planner:
         self.records: list[bytes] = []
         self.heads: dict[tuple[str, str], refs.Head] = {}
         self.payloads: dict[bytes, tuple[int, bytes]] = {}
-        self.collections: set[str] = set()
-        self.time = now()
+        self.created: set[str] = set()
+        self.settled: set[str] = set()
+        self.time, self.micros = now_and_micros()
+
+    def _guard(self, name: str) -> None:
+        if name in self._overlay.settled:
+            raise _Deferred
 
     def has_collection(self, name: str) -> bool:
-        return (
-            name in self.collections
-            or name in self._overlay.collections
-            or name in self._engine.state.collections
-        )
+        """Whether collection `name` exists (is live)."""
+        self._guard(name)
+        return name in self.created or name in self._engine.state.collections
+
+    def is_dropped(self, name: str) -> bool:
+        """Whether `name` has refs set aside by a drop."""
+        self._guard(name)
+        return name in self._engine.state.dropped
 
     def create_collection(self, name: str) -> None:
-        if not self.has_collection(name):
-            self.collections.add(name)
-            self.records.append(
-                journal.record(
-                    journal.RECORD_COLLECTION, refs.encode_collection(name)
-                )
+        """Create collection `name` unless it exists."""
+        if self.has_collection(name):
+            return
+        self.created.add(name)
+        if self.is_dropped(name):
+            self.settled.add(name)
+        self._collection_record(refs.OP_CREATE, name)
+
+    def drop_collection(self, name: str) -> None:
+        """Drop live collection `name`; the caller checked it exists."""
+        self.settled.add(name)
+        self._collection_record(refs.OP_DROP, name)
+
+    def restore_collection(self, name: str) -> None:
+        """Restore dropped collection `name`; the caller checked."""
+        self.settled.add(name)
+        self._collection_record(refs.OP_RESTORE, name)
+
+    def _collection_record(self, operation: int, name: str) -> None:
+        self.records.append(
+            journal.record(
+                journal.RECORD_COLLECTION,
+                refs.encode_collection(operation, name),
             )
+        )
+
+    def refs_of(self, collection: str) -> refs.CollectionRefs | None:
+        """The committed refs of a live collection, or None."""
+        self._guard(collection)
+        return self._engine.state.collections.get(collection)
 
     def head(self, collection: str, doc_id: str) -> refs.Head | None:
+        """The current head of `doc_id`, including planned moves."""
+        self._guard(collection)
         key = (collection, doc_id)
         found = self.heads.get(key) or self._overlay.heads.get(key)
         if found is not None:
@@ -155,6 +213,7 @@ class Planner:
         new: bytes,
         version: int,
         deleted: bool,
+        micros: int,
     ) -> None:
         """Make `new` the head of `doc_id` in `collection`."""
         current = self.head(collection, doc_id)
@@ -167,11 +226,14 @@ class Planner:
                     new,
                     current.address if current else None,
                     version,
+                    micros,
                     deleted,
                 ),
             )
         )
-        self.heads[(collection, doc_id)] = refs.Head(new, version, deleted)
+        self.heads[(collection, doc_id)] = refs.Head(
+            new, version, deleted, micros
+        )
 
 
 class _Overlay:
@@ -180,12 +242,14 @@ class _Overlay:
     def __init__(self) -> None:
         self.heads: dict[tuple[str, str], refs.Head] = {}
         self.payloads: dict[bytes, tuple[int, bytes]] = {}
-        self.collections: set[str] = set()
+        self.settled: set[str] = set()
 
     def absorb(self, planner: Planner) -> None:
         self.heads.update(planner.heads)
         self.payloads.update(planner.payloads)
-        self.collections |= planner.collections
+        # Any collection a plan created is settled for the rest of the
+        # group too: later plans must see it through the state.
+        self.settled |= planner.settled | planner.created
 
 
 class Engine:
@@ -441,27 +505,33 @@ class Engine:
         self._maybe_checkpoint()
 
     def _plan_and_write(self, group: list[_Request]) -> None:
-        overlay = _Overlay()
-        frames: list[bytes] = []
-        written: list[_Request] = []
-        for request in group:
-            planner = Planner(self, overlay)
-            try:
-                request.result = request.plan(planner)
-            except Exception as exc:
-                request.error = exc
+        while group:
+            overlay = _Overlay()
+            frames: list[bytes] = []
+            written: list[_Request] = []
+            deferred: list[_Request] = []
+            for request in group:
+                planner = Planner(self, overlay)
+                try:
+                    request.result = request.plan(planner)
+                except _Deferred:
+                    deferred.append(request)
+                    continue
+                except Exception as exc:
+                    request.error = exc
+                    request.done = True
+                    continue
+                if planner.records:
+                    frames.append(journal.frame(planner.records))
+                    overlay.absorb(planner)
+                    written.append(request)
+                else:
+                    request.done = True
+            if frames:
+                self._write(frames)
+            for request in written:
                 request.done = True
-                continue
-            if planner.records:
-                frames.append(journal.frame(planner.records))
-                overlay.absorb(planner)
-                written.append(request)
-            else:
-                request.done = True
-        if frames:
-            self._write(frames)
-        for request in written:
-            request.done = True
+            group = deferred
 
     def _write(self, frames: list[bytes]) -> None:
         data = b"".join(frames)

@@ -13,19 +13,30 @@ A ref-move record's content is binary, big-endian::
     32  new head address
     32  previous head address (32 zero bytes: none)
     u64 version number of the new head
+    u64 time of the new head: its updated_at, in microseconds since
+        1970-01-01T00:00:00Z
     u8  flags: bit 0 set when the new head is a tombstone
 
 Recording the previous head lets replay check every move against the
 state it started from, so a lost or reordered record is detected rather
-than silently applied.
+than silently applied.  Recording the time lets the state keep, for each
+document, the address and time of every version, so reading version n or
+the version current at a given time is one lookup and one read.
+
+A collection record's content is one operation byte and the name: 1
+creates the collection, 2 drops it (its refs are set aside, its objects
+stay), 3 restores the refs last set aside under that name.
 
 Runtime: `count()` is O(1); a head lookup is a dict lookup; applying a
 move is O(log n) in the collection's size (a `SortedDict` insert).
+Memory: about 40 bytes per past version, beyond the heads.
 """
 
 from __future__ import annotations
 
+import bisect
 import struct
+from array import array
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -35,8 +46,11 @@ from sentinel import journal, names
 from sentinel.errors import CorruptJournalError, InvalidInputError
 
 NO_ADDRESS = bytes(32)
-_MOVE_TAIL = struct.Struct(">32s32sQB")
+_MOVE_TAIL = struct.Struct(">32s32sQQB")
 FLAG_TOMBSTONE = 1
+OP_CREATE = 1
+OP_DROP = 2
+OP_RESTORE = 3
 
 
 class Head(NamedTuple):
@@ -45,6 +59,7 @@ class Head(NamedTuple):
     address: bytes
     version: int
     deleted: bool
+    time: int
 
 
 class Location(NamedTuple):
@@ -55,20 +70,78 @@ class Location(NamedTuple):
     length: int
 
 
+class Past:
+    """The versions of one document before its head, oldest first."""
+
+    __slots__ = ("addresses", "times", "flags")
+
+    def __init__(self) -> None:
+        self.addresses = bytearray()
+        self.times = array("q")
+        self.flags = bytearray()
+
+    def push(self, head: Head) -> None:
+        self.addresses += head.address
+        self.times.append(head.time)
+        self.flags.append(FLAG_TOMBSTONE * head.deleted)
+
+    def __len__(self) -> int:
+        return len(self.flags)
+
+    def head(self, index: int) -> Head:
+        """Version ``index + 1`` as a `Head`."""
+        start = index * 32
+        return Head(
+            bytes(self.addresses[start : start + 32]),
+            index + 1,
+            bool(self.flags[index] & FLAG_TOMBSTONE),
+            self.times[index],
+        )
+
+
 @dataclass(slots=True)
 class CollectionRefs:
-    """The heads of one collection and its count of live documents."""
+    """The heads of one collection, its count of live documents, and
+    the past versions of each document."""
 
     heads: SortedDict = field(default_factory=SortedDict)
     live: int = 0
+    past: dict[str, Past] = field(default_factory=dict)
 
-    def set(self, doc_id: str, head: Head) -> Head | None:
+    def set(self, doc_id: str, head: Head) -> None:
         previous = self.heads.get(doc_id)
         self.heads[doc_id] = head
         self.live += (not head.deleted) - (
             previous is not None and not previous.deleted
         )
-        return previous
+        if previous is not None:
+            past = self.past.get(doc_id)
+            if past is None:
+                past = self.past[doc_id] = Past()
+            past.push(previous)
+
+    def version(self, doc_id: str, number: int) -> Head | None:
+        """Version `number` of `doc_id`, or None."""
+        head = self.heads.get(doc_id)
+        if head is None or not 1 <= number <= head.version:
+            return None
+        if number == head.version:
+            return head
+        return self.past[doc_id].head(number - 1)
+
+    def at_time(self, doc_id: str, time: int) -> Head | None:
+        """The version of `doc_id` current at `time` (microseconds since
+        the epoch), or None before its first version."""
+        head = self.heads.get(doc_id)
+        if head is None:
+            return None
+        if time >= head.time:
+            return head
+        past = self.past.get(doc_id)
+        if past is None:
+            return None
+        index = bisect.bisect_right(past.times, time)
+        return past.head(index - 1) if index else None
 
 
 def encode_move(
@@ -77,6 +150,7 @@ def encode_move(
     new: bytes,
     old: bytes | None,
     version: int,
+    time: int,
     deleted: bool,
 ) -> bytes:
     """Return the content of a ref-move record."""
@@ -89,7 +163,11 @@ def encode_move(
             bytes((len(ident),)),
             ident,
             _MOVE_TAIL.pack(
-                new, old or NO_ADDRESS, version, FLAG_TOMBSTONE * deleted
+                new,
+                old or NO_ADDRESS,
+                version,
+                time,
+                FLAG_TOMBSTONE * deleted,
             ),
         )
     )
@@ -101,6 +179,7 @@ class Move(NamedTuple):
     new: bytes
     old: bytes | None
     version: int
+    time: int
     deleted: bool
 
 
@@ -116,7 +195,7 @@ def decode_move(content: bytes) -> Move:
         at += 1 + size
     if len(content) - at != _MOVE_TAIL.size:
         raise ValueError("ref move has the wrong length")
-    new, old, version, flags = _MOVE_TAIL.unpack_from(content, at)
+    new, old, version, time, flags = _MOVE_TAIL.unpack_from(content, at)
     if flags & ~FLAG_TOMBSTONE or version < 1:
         raise ValueError("ref move has bad flags or version")
     try:
@@ -130,20 +209,21 @@ def decode_move(content: bytes) -> Move:
         new,
         None if old == NO_ADDRESS else old,
         version,
+        time,
         bool(flags),
     )
 
 
-def encode_collection(name: str) -> bytes:
-    """Content of a collection record: op 1 (create), then the name."""
-    return b"\x01" + name.encode()
+def encode_collection(operation: int, name: str) -> bytes:
+    """Content of a collection record: the operation, then the name."""
+    return bytes((operation,)) + name.encode()
 
 
-def decode_collection(content: bytes) -> str:
-    if content[:1] != b"\x01":
+def decode_collection(content: bytes) -> tuple[int, str]:
+    if content[:1] not in (b"\x01", b"\x02", b"\x03"):
         raise ValueError("unknown collection operation")
     try:
-        return names.collection_name(content[1:].decode("ascii"))
+        return content[0], names.collection_name(content[1:].decode("ascii"))
     except (UnicodeDecodeError, InvalidInputError) as exc:
         raise ValueError(str(exc)) from exc
 
@@ -152,10 +232,14 @@ class State:
     """Everything replay knows: collections, heads, and object places.
 
     `position` is the end of the last applied frame, as (pack, offset).
+    `dropped` holds the refs of dropped collections, by name, until a
+    restore brings them back or a later drop of the same name replaces
+    them.
     """
 
     def __init__(self) -> None:
         self.collections: dict[str, CollectionRefs] = {}
+        self.dropped: dict[str, CollectionRefs] = {}
         self.objects: dict[bytes, Location] = {}
         self.position: tuple[int, int] = (1, journal.PACK_HEADER_SIZE)
 
@@ -172,8 +256,7 @@ class State:
         the pack and offset.
         """
         objects: list[tuple[bytes, Location]] = []
-        moves: list[Move] = []
-        created: list[str] = []
+        steps: list[Move | tuple[int, str]] = []
         sealed_to = None
         try:
             for item in journal.records(
@@ -193,16 +276,16 @@ class State:
                         )
                     )
                 elif item.kind == journal.RECORD_REF:
-                    moves.append(decode_move(item.content))
+                    steps.append(decode_move(item.content))
                 elif item.kind == journal.RECORD_COLLECTION:
-                    created.append(decode_collection(item.content))
+                    steps.append(decode_collection(item.content))
                 else:
                     if len(item.content) != 4:
                         raise ValueError("seal record has the wrong length")
                     sealed_to = struct.unpack(">I", item.content)[0]
                     if sealed_to != frame.pack + 1:
                         raise ValueError("seal names the wrong pack")
-            self._check_moves(moves, created, objects)
+            self._check(steps, objects)
         except ValueError as exc:
             raise CorruptJournalError(
                 f"{path} at offset {frame.offset}: {exc}",
@@ -210,45 +293,98 @@ class State:
                 offset=frame.offset,
             ) from exc
 
-        for name in created:
-            self.collections.setdefault(name, CollectionRefs())
         self.objects.update(objects)
-        for move in moves:
-            self.collections[move.collection].set(
-                move.id, Head(move.new, move.version, move.deleted)
-            )
+        for step in steps:
+            if isinstance(step, Move):
+                self.collections[step.collection].set(
+                    step.id,
+                    Head(step.new, step.version, step.deleted, step.time),
+                )
+            else:
+                self._collection_op(*step)
         self.position = (frame.pack, frame.end)
         return sealed_to
 
-    def _check_moves(
+    def _collection_op(self, operation: int, name: str) -> None:
+        if operation == OP_CREATE:
+            self.collections.setdefault(name, CollectionRefs())
+        elif operation == OP_DROP:
+            self.dropped[name] = self.collections.pop(name)
+        else:
+            self.collections[name] = self.dropped.pop(name)
+
+    def _check(
         self,
-        moves: list[Move],
-        created: list[str],
+        steps: list[Move | tuple[int, str]],
         objects: list[tuple[bytes, Location]],
     ) -> None:
-        """Each move must start from the head it names and point to an
-        object this frame or an earlier one holds."""
+        """Check the steps of a frame in order against the state.
+
+        A move must be in a live collection, start from the head it
+        names, carry the next version number and point to a stored
+        object; a drop must name a live collection, a restore a dropped
+        one that is not live.
+        """
         fresh = {address for address, _ in objects}
+        live = {name: True for name in self.collections}
+        dropped = {name: True for name in self.dropped}
+        # A frame never moves refs of a collection it dropped or
+        # restored: the writer puts such operations in frames of their
+        # own, which keeps this check simple and exact.
+        settled: set[str] = set()
         pending: dict[tuple[str, str], Head] = {}
-        for move in moves:
-            if move.collection not in self.collections and (
-                move.collection not in created
-            ):
-                raise ValueError(f"move in unknown collection {move.id!r}")
+        for step in steps:
+            if not isinstance(step, Move):
+                operation, name = step
+                if operation == OP_CREATE:
+                    if not live.get(name):
+                        live[name] = True
+                        if dropped.get(name):
+                            settled.add(name)
+                elif operation == OP_DROP:
+                    if not live.get(name):
+                        raise ValueError(f"drop of unknown collection {name}")
+                    live[name] = False
+                    dropped[name] = True
+                    settled.add(name)
+                else:
+                    if live.get(name) or not dropped.get(name):
+                        raise ValueError(f"cannot restore collection {name}")
+                    live[name] = True
+                    dropped[name] = False
+                    settled.add(name)
+                continue
+            move = step
+            if not live.get(move.collection):
+                raise ValueError(
+                    f"move in unknown collection {move.collection!r}"
+                )
+            if move.collection in settled:
+                raise ValueError(
+                    f"move in {move.collection!r} after it was dropped, "
+                    "created or restored in the same frame"
+                )
             key = (move.collection, move.id)
-            current = pending.get(key)
-            if current is None:
+            current: Head | None
+            if key in pending:
+                current = pending[key]
+            else:
                 refs = self.collections.get(move.collection)
                 current = refs.heads.get(move.id) if refs else None
-            expected_old = current.address if current else None
-            if move.old != expected_old:
+            if move.old != (current.address if current else None):
                 raise ValueError(
                     f"move of {move.collection}/{move.id} does not start "
                     "from the current head"
+                )
+            if move.version != (current.version + 1 if current else 1):
+                raise ValueError(
+                    f"move of {move.collection}/{move.id} skips a version"
                 )
             if move.new not in fresh and move.new not in self.objects:
                 raise ValueError(
                     f"move of {move.collection}/{move.id} names an object "
                     "the journal does not hold"
                 )
-            pending[key] = Head(move.new, move.version, move.deleted)
+            pending[key] = Head(
+                move.new, move.version, move.deleted, move.time
+            )

@@ -5,16 +5,21 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
+from collections.abc import Iterator
 from types import TracebackType
 
-from sentinel import codec, config, fs, journal, names, objects
+from sentinel import codec, config, fs, journal, log, names, objects
+from sentinel.batch import StoreBatch
 from sentinel.collection import Collection
 from sentinel.engine import Engine, Planner
 from sentinel.errors import (
+    ConflictError,
     EncryptionUnavailableError,
     InvalidInputError,
+    NotFoundError,
     UnsupportedFormatError,
 )
+from sentinel.log import LogEntry
 from sentinel.verify import VerifyReport, verify
 
 _SKELETON = frozenset({"objects", "refs", "lock", config.FILE_NAME})
@@ -88,6 +93,56 @@ class Store:
             if found is None:
                 found = self._collections[checked] = Collection(self, checked)
         return found
+
+    def delete_collection(self, name: str) -> None:
+        """Remove collection `name` from the listing and its refs.
+
+        Its documents and history stay in the packs, and its refs are set
+        aside: `restore_collection` brings them back, until the name is
+        dropped again.  Raises `NotFoundError` if it does not exist.
+        Handles to the collection raise `NotFoundError` meanwhile.
+        """
+        checked = names.collection_name(name)
+
+        def plan(planner: Planner) -> None:
+            if not planner.has_collection(checked):
+                raise NotFoundError(f"collection {checked!r} does not exist")
+            planner.drop_collection(checked)
+
+        self._engine.commit(plan)
+
+    def restore_collection(self, name: str) -> Collection:
+        """Bring back the refs of a dropped collection.
+
+        Raises `NotFoundError` if nothing was dropped under `name`, and
+        `ConflictError` if a collection of that name exists now (drop it
+        first).
+        """
+        checked = names.collection_name(name)
+
+        def plan(planner: Planner) -> None:
+            if planner.has_collection(checked):
+                raise ConflictError(f"collection {checked!r} exists")
+            if not planner.is_dropped(checked):
+                raise NotFoundError(f"no dropped collection {checked!r}")
+            planner.restore_collection(checked)
+
+        self._engine.commit(plan)
+        return self.collection(checked)
+
+    def batch(self) -> StoreBatch:
+        """Writes across collections, committed atomically when the
+        ``with`` block ends (see `sentinel.batch`)."""
+        return StoreBatch(self._engine)
+
+    def log(self, collection: str | None = None) -> Iterator[LogEntry]:
+        """Every ref move and collection change, oldest first, from the
+        packs (see `sentinel.log`)."""
+        name = (
+            None if collection is None else names.collection_name(collection)
+        )
+        self._engine.refresh()
+        return log.entries(self._engine, name)
 
     def list_collections(self) -> list[str]:
         """The names of all collections, sorted."""
@@ -165,22 +220,14 @@ def _create(root: str) -> None:
     into a folder it does not own.
     """
     _make_dirs(root)
+    _refuse_foreign(root)
     lock_path = os.path.join(root, "lock")
     lock_fd = fs.open_fd(lock_path, os.O_RDWR | os.O_CREAT)
     try:
         fs.flock(lock_fd, fcntl.LOCK_EX, lock_path)
         if fs.exists(config.path_of(root)):
             return
-        foreign = [
-            entry
-            for entry in fs.listdir(root)
-            if entry not in _SKELETON and not fs.is_stale_temp(root, entry)
-        ]
-        if foreign:
-            raise UnsupportedFormatError(
-                f"{root} is not empty and is not a Sentinel store "
-                f"(found {foreign[0]!r})"
-            )
+        _refuse_foreign(root)
         for folder in ("objects", "refs"):
             path = os.path.join(root, folder)
             if not fs.exists(path):
@@ -191,6 +238,21 @@ def _create(root: str) -> None:
         config.write(root)
     finally:
         fs.close(lock_fd, lock_path)
+
+
+def _refuse_foreign(root: str) -> None:
+    """Refuse a folder holding anything but a store's own files, before
+    anything is written into it."""
+    foreign = [
+        entry
+        for entry in fs.listdir(root)
+        if entry not in _SKELETON and not fs.is_stale_temp(root, entry)
+    ]
+    if foreign:
+        raise UnsupportedFormatError(
+            f"{root} is not empty and is not a Sentinel store "
+            f"(found {foreign[0]!r})"
+        )
 
 
 def _make_dirs(root: str) -> None:

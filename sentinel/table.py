@@ -11,13 +11,20 @@ Layout, big-endian::
 
     magic b"SNTT", format u8 = 1, 3 zero bytes
     position: pack u32, offset u64
-    u32 number of collections, then per collection (sorted by name):
-        u8 name length, name, u32 number of heads, then per head
-        (sorted by id): u8 id length, id, 32-byte address,
-        u64 version, u8 flags (bit 0: tombstone)
+    u32 number of live collections, then each collection (by name)
+    u32 number of dropped collections, then each collection (by name)
     u64 number of objects, then per object (sorted by address):
         32-byte address, u32 pack, u64 offset, u32 length
     32-byte BLAKE3 of every byte before it
+
+where a collection is::
+
+    u8 name length, name
+    u32 number of heads, then per head (sorted by id):
+        u8 id length, id
+        32-byte address, u64 version, u64 time, u8 flags  (the head)
+        u32 number of past versions, then per past version, oldest
+        first: 32-byte address, u64 time, u8 flags
 """
 
 from __future__ import annotations
@@ -32,25 +39,46 @@ from sentinel import refs
 MAGIC = b"SNTT"
 FORMAT = 1
 _HEADER = struct.Struct(">4sB3xIQ")
-_HEAD = struct.Struct(">32sQB")
+_HEAD = struct.Struct(">32sQQB")
+_PAST = struct.Struct(">32sQB")
 _OBJECT = struct.Struct(">32sIQI")
 _COUNT32 = struct.Struct(">I")
 _COUNT64 = struct.Struct(">Q")
 
 
+def _encode_collection(
+    parts: list[bytes], name: str, refs_of: refs.CollectionRefs
+) -> None:
+    encoded = name.encode()
+    parts.append(bytes((len(encoded),)) + encoded)
+    parts.append(_COUNT32.pack(len(refs_of.heads)))
+    for doc_id, head in refs_of.heads.items():
+        ident = doc_id.encode()
+        parts.append(bytes((len(ident),)) + ident)
+        parts.append(
+            _HEAD.pack(head.address, head.version, head.time, head.deleted)
+        )
+        past = refs_of.past.get(doc_id)
+        count = len(past) if past is not None else 0
+        parts.append(_COUNT32.pack(count))
+        if past is not None:
+            parts.extend(
+                _PAST.pack(
+                    past.addresses[i * 32 : i * 32 + 32],
+                    past.times[i],
+                    past.flags[i],
+                )
+                for i in range(count)
+            )
+
+
 def encode(state: refs.State) -> bytes:
-    """Serialise `state`.  Runtime: linear in heads plus objects."""
+    """Serialise `state`.  Runtime: linear in versions plus objects."""
     parts = [_HEADER.pack(MAGIC, FORMAT, *state.position)]
-    parts.append(_COUNT32.pack(len(state.collections)))
-    for name in sorted(state.collections):
-        refs_of = state.collections[name]
-        encoded = name.encode()
-        parts.append(bytes((len(encoded),)) + encoded)
-        parts.append(_COUNT32.pack(len(refs_of.heads)))
-        for doc_id, head in refs_of.heads.items():
-            ident = doc_id.encode()
-            parts.append(bytes((len(ident),)) + ident)
-            parts.append(_HEAD.pack(head.address, head.version, head.deleted))
+    for group in (state.collections, state.dropped):
+        parts.append(_COUNT32.pack(len(group)))
+        for name in sorted(group):
+            _encode_collection(parts, name, group[name])
     parts.append(_COUNT64.pack(len(state.objects)))
     parts.extend(
         _OBJECT.pack(address, *state.objects[address])
@@ -58,6 +86,52 @@ def encode(state: refs.State) -> bytes:
     )
     body = b"".join(parts)
     return body + blake3.blake3(body).digest()
+
+
+class _Reader:
+    """A cursor over the table's bytes."""
+
+    def __init__(self, body: bytes, at: int) -> None:
+        self.body = body
+        self.at = at
+
+    def name(self) -> str:
+        size = self.body[self.at]
+        text = self.body[self.at + 1 : self.at + 1 + size].decode("ascii")
+        self.at += 1 + size
+        return text
+
+    def unpack(self, layout: struct.Struct) -> tuple:
+        values = layout.unpack_from(self.body, self.at)
+        self.at += layout.size
+        return values
+
+    def collection(self) -> tuple[str, refs.CollectionRefs]:
+        name = self.name()
+        (count,) = self.unpack(_COUNT32)
+        heads = {}
+        live = 0
+        past_of: dict[str, refs.Past] = {}
+        for _ in range(count):
+            doc_id = self.name()
+            address, version, time, flags = self.unpack(_HEAD)
+            deleted = bool(flags & refs.FLAG_TOMBSTONE)
+            heads[doc_id] = refs.Head(address, version, deleted, time)
+            live += not deleted
+            (older,) = self.unpack(_COUNT32)
+            if older != version - 1:
+                raise ValueError(f"{name}/{doc_id} has a gap in its past")
+            if older:
+                past = past_of[doc_id] = refs.Past()
+                end = self.at + older * _PAST.size
+                for address, time, flags in _PAST.iter_unpack(
+                    self.body[self.at : end]
+                ):
+                    past.addresses += address
+                    past.times.append(time)
+                    past.flags.append(flags)
+                self.at = end
+        return name, refs.CollectionRefs(SortedDict(heads), live, past_of)
 
 
 def decode(data: bytes) -> refs.State:
@@ -73,39 +147,21 @@ def decode(data: bytes) -> refs.State:
 
     state = refs.State()
     state.position = (pack, offset)
-    at = _HEADER.size
+    reader = _Reader(body, _HEADER.size)
     try:
-        (collections,) = _COUNT32.unpack_from(body, at)
-        at += 4
-        for _ in range(collections):
-            size = body[at]
-            name = body[at + 1 : at + 1 + size].decode("ascii")
-            at += 1 + size
-            (count,) = _COUNT32.unpack_from(body, at)
-            at += 4
-            heads = {}
-            live = 0
+        for group in (state.collections, state.dropped):
+            (count,) = reader.unpack(_COUNT32)
             for _ in range(count):
-                size = body[at]
-                doc_id = body[at + 1 : at + 1 + size].decode("ascii")
-                at += 1 + size
-                address, version, flags = _HEAD.unpack_from(body, at)
-                at += _HEAD.size
-                deleted = bool(flags & refs.FLAG_TOMBSTONE)
-                heads[doc_id] = refs.Head(address, version, deleted)
-                live += not deleted
-            state.collections[name] = refs.CollectionRefs(
-                SortedDict(heads), live
-            )
-        (objects,) = _COUNT64.unpack_from(body, at)
-        at += 8
-        end = at + objects * _OBJECT.size
+                name, refs_of = reader.collection()
+                group[name] = refs_of
+        (objects,) = reader.unpack(_COUNT64)
+        end = reader.at + objects * _OBJECT.size
         if end != len(body):
             raise ValueError("ref table has trailing or missing bytes")
         state.objects = {
             address: refs.Location(pack, offset, length)
             for address, pack, offset, length in _OBJECT.iter_unpack(
-                body[at:end]
+                body[reader.at : end]
             )
         }
     except (IndexError, struct.error, UnicodeDecodeError) as exc:
