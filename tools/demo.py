@@ -27,14 +27,19 @@ def main() -> None:
     print("  created_at", doc.created_at, "updated_at", doc.updated_at)
     print("  data", doc.data)
     users.insert("user-123", {"name": "Alice", "age": 31})
-    users.insert("user-123", {"name": "Alice Smith", "age": 31})
+    users.update("user-123", {"name": "Alice Smith"})
+    users.delete("user-123")
+    users.restore("user-123")
     print("count:", users.count(), "collections:", store.list_collections())
     print("\nhistory of users/user-123, newest first:")
     for version in users.history("user-123"):
+        state = "(deleted)" if version.deleted else version.data
         print(
             f"  v{version.version} {version.hash[:16]}... "
-            f"{version.updated_at} {version.data}"
+            f"{version.updated_at} {state}"
         )
+    changes = users.diff("user-123", 1, 3)
+    print("\nchanged from v1 to v3:", changes["changed"])
     report = store.verify()
     print(
         f"\nverify: {report.objects} objects, {report.refs} refs, "

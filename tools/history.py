@@ -1,4 +1,4 @@
-"""Print every version of a document, newest first.
+"""Print every version of a document, newest first, tombstones too.
 
 python tools/history.py STORE COLLECTION ID
 """
@@ -19,7 +19,8 @@ def main() -> None:
         if not versions:
             raise SystemExit(f"{options.collection}/{options.id}: no such id")
         for doc in versions:
-            print(f"version {doc.version}  {doc.hash}")
+            mark = "  (deleted)" if doc.deleted else ""
+            print(f"version {doc.version}  {doc.hash}{mark}")
             print(f"  created_at {doc.created_at}")
             print(f"  updated_at {doc.updated_at}")
             for line in show(doc.data).splitlines():
