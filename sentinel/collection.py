@@ -104,12 +104,14 @@ def write_version(
     deleted: bool = False,
     expected: bytes | None = None,
     created: str | None = None,
+    current: objects.Version | None = None,
 ) -> Document:
     """Write a new version of `doc_id` holding `body`: the one funnel.
 
     `expected`, when given, must be the address of the current head (a
     `ConflictError` otherwise).  `created` overrides the created_at the
-    version would get (kept from a live parent, else now).
+    version would get (kept from a live parent, else now).  `current` is
+    the head's version object when the caller has already read it.
     """
     if not planner.has_collection(collection):
         raise NotFoundError(f"collection {collection!r} does not exist")
@@ -124,7 +126,7 @@ def write_version(
     if head is None:
         version, parent, born = 1, None, stamp
     else:
-        previous = read_version(planner, head.address)
+        previous = current or read_version(planner, head.address)
         version, parent = head.version + 1, head.address
         born = stamp if previous.deleted else previous.created_at
         # Keep time moving forward along a document's history, even if
@@ -182,6 +184,7 @@ def update_version(
         doc_id,
         codec.canonical_document(merged),
         expected=expected,
+        current=current,
     )
 
 
