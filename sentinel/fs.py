@@ -21,7 +21,9 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import re
 import secrets
+import stat
 import time
 
 from sentinel.errors import io_error
@@ -232,6 +234,20 @@ def exists(path: str) -> bool:
     return os.path.lexists(path)
 
 
+def kind(path: str) -> str | None:
+    """``"file"``, ``"dir"``, ``"other"`` (links included: never
+    followed) or None when nothing is there."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise io_error(exc, path) from exc
+    if stat.S_ISREG(mode):
+        return "file"
+    return "dir" if stat.S_ISDIR(mode) else "other"
+
+
 def temp_name(target: str) -> str:
     """A unique temp-file name beside `target`.
 
@@ -243,15 +259,24 @@ def temp_name(target: str) -> str:
     return os.path.join(folder, f".{base}.{os.getpid()}.{token}{TEMP_SUFFIX}")
 
 
+_TEMP_NAME = re.compile(r"\.(.+)\.(\d+)\.[0-9a-f]{8}\.tmp")
+
+
+def is_temp(name: str) -> bool:
+    """Whether `name` has the exact form `temp_name` gives."""
+    return _TEMP_NAME.fullmatch(name) is not None
+
+
 def is_stale_temp(folder: str, name: str, max_age: float = 3600.0) -> bool:
-    """Whether `name` is a temp file left by a dead or long-gone writer."""
-    if not (name.startswith(".") and name.endswith(TEMP_SUFFIX)):
+    """Whether `name` is a temp file left by a dead or long-gone writer.
+
+    Only names of the exact form `temp_name` gives count, so a user's own
+    ``.notes.tmp`` is never taken for ours.
+    """
+    match = _TEMP_NAME.fullmatch(name)
+    if match is None:
         return False
-    parts = name.split(".")
-    try:
-        pid = int(parts[-3])
-    except (ValueError, IndexError):
-        return True
+    pid = int(match.group(2))
     if pid != os.getpid():
         try:
             os.kill(pid, 0)

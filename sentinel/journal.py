@@ -68,6 +68,10 @@ def pack_name(number: int) -> str:
     return f"pack-{number:08d}.pack"
 
 
+def is_pack_name(name: str) -> bool:
+    return _PACK_NAME.fullmatch(name) is not None
+
+
 def pack_header(number: int) -> bytes:
     head = struct.pack(">4sB3xI", PACK_MAGIC, PACK_FORMAT, number)
     return head + struct.pack(">I", zlib.crc32(head))

@@ -22,7 +22,11 @@ from sentinel.errors import (
 from sentinel.log import LogEntry
 from sentinel.verify import VerifyReport, verify
 
-_SKELETON = frozenset({"objects", "refs", "lock", config.FILE_NAME})
+# What an unfinished creation may have left inside each folder.
+_LEFTOVERS = {
+    "objects": journal.is_pack_name,
+    "refs": lambda name: name == "table",
+}
 
 
 class Store:
@@ -241,17 +245,28 @@ def _create(root: str) -> None:
 
 
 def _refuse_foreign(root: str) -> None:
-    """Refuse a folder holding anything but a store's own files, before
-    anything is written into it."""
-    foreign = [
-        entry
-        for entry in fs.listdir(root)
-        if entry not in _SKELETON and not fs.is_stale_temp(root, entry)
-    ]
-    if foreign:
+    """Refuse a folder holding anything but what an unfinished creation
+    of a store leaves (an empty lock file, ``objects/`` with packs,
+    ``refs/`` with a table, and our temp files), before anything is
+    written into it."""
+    for entry in fs.listdir(root):
+        path = os.path.join(root, entry)
+        if fs.is_temp(entry):
+            continue
+        if entry == "lock" and fs.kind(path) == "file":
+            continue
+        if entry in _LEFTOVERS and fs.kind(path) == "dir":
+            stray = [
+                name
+                for name in fs.listdir(path)
+                if not fs.is_temp(name) and not _LEFTOVERS[entry](name)
+            ]
+            if not stray:
+                continue
+            entry = f"{entry}/{stray[0]}"
         raise UnsupportedFormatError(
             f"{root} is not empty and is not a Sentinel store "
-            f"(found {foreign[0]!r})"
+            f"(found {entry!r})"
         )
 
 
