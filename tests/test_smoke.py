@@ -12,7 +12,7 @@ def test_documented_usage(tmp_path):
     users = store.collection("users")
     users.insert("user-123", {"name": "Alice", "age": 30})  # insert or replace
     doc = users.get("user-123")  # Document or None
-    doc.id, doc.version, doc.created_at, doc.updated_at, doc.hash, doc.data
+    doc.id, doc.version, doc.created_at, doc.updated_at, doc.hash, doc.data  # noqa: B018, E501
     users.count()
     users.name()
     store.list_collections()
