@@ -41,6 +41,16 @@ from sentinel.errors import (
     UnsupportedFormatError,
 )
 from sentinel.log import LogEntry
+from sentinel.query import (
+    And,
+    Filter,
+    InvalidQueryError,
+    Not,
+    Or,
+    Plan,
+    QueryBuilder,
+    QueryResult,
+)
 from sentinel.store import Store
 from sentinel.verify import Problem, VerifyReport
 
@@ -49,6 +59,14 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 __version__ = "0.1.0"
 
 __all__ = [
+    "And",
+    "Filter",
+    "InvalidQueryError",
+    "Not",
+    "Or",
+    "Plan",
+    "QueryBuilder",
+    "QueryResult",
     "Batch",
     "Collection",
     "ConflictError",

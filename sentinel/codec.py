@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 from sentinel.errors import (
@@ -185,6 +186,37 @@ def _refuse_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value - value != 0.0:
+        raise ValueError(f"{text} overflows to infinity")
+    return value
+
+
+# A lone surrogate can reach a str only through a \u escape in JSON
+# text: a high one (D800-DBFF) not followed by a low one (DC00-DFFF), or
+# a low one not preceded by a high one.  The escape counts only after an
+# even number of backslashes (``\\ud800`` is a backslash and text).
+_HIGH = rb"\\u[dD][89abAB][0-9a-fA-F]{2}"
+_LOW = rb"\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+_LONE_SURROGATE = re.compile(
+    rb"(?<!\\)(?:\\\\)*(?:"
+    + _HIGH
+    + rb"(?!"
+    + _LOW
+    + rb")|(?<!"
+    + _HIGH
+    + rb")"
+    + _LOW
+    + rb")"
+)
+
+
+def _check_text(payload: bytes) -> None:
+    if b"\\u" in payload and _LONE_SURROGATE.search(payload):
+        raise ValueError("lone surrogate")
+
+
 def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result = dict(pairs)
     if len(result) != len(pairs):
@@ -193,9 +225,13 @@ def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 _DECODER = json.JSONDecoder(
-    parse_constant=_refuse_constant, object_pairs_hook=_unique_pairs
+    parse_constant=_refuse_constant,
+    parse_float=_finite_float,
+    object_pairs_hook=_unique_pairs,
 )
-_FAST_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+_FAST_DECODER = json.JSONDecoder(
+    parse_constant=_refuse_constant, parse_float=_finite_float
+)
 
 
 def decode(payload: bytes, *, address: str | None = None) -> Any:
@@ -206,6 +242,7 @@ def decode(payload: bytes, *, address: str | None = None) -> Any:
     `address`.  The caller has already bounded the size.
     """
     try:
+        _check_text(payload)
         return _DECODER.decode(payload.decode("utf-8"))
     except (ValueError, RecursionError) as exc:
         raise CorruptObjectError(
@@ -226,6 +263,7 @@ def decode_verified(payload: bytes, *, address: str | None = None) -> Any:
     `Store.verify`.  Costs about two thirds of `decode`.
     """
     try:
+        _check_text(payload)
         text = payload.decode("utf-8")
         value, end = _FAST_DECODER.raw_decode(text)
     except (ValueError, RecursionError) as exc:

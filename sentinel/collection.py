@@ -10,11 +10,15 @@ the object and that it is the version the ref claims.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sentinel import codec, merge, names, objects, refs
+from sentinel import codec, journal, merge, names, objects, refs
+from sentinel import execution as _execution
+from sentinel import index as _index
+from sentinel import query as _query
 from sentinel.document import Document
 from sentinel.engine import Planner, to_micros
 from sentinel.errors import (
@@ -128,11 +132,11 @@ def write_version(
     else:
         previous = current or read_version(planner, head.address)
         version, parent = head.version + 1, head.address
-        born = stamp if previous.deleted else previous.created_at
         # Keep time moving forward along a document's history, even if
         # the wall clock steps back.
         if previous.updated_at > stamp:
             stamp, micros = previous.updated_at, head.time
+        born = stamp if previous.deleted else previous.created_at
     payload = objects.version_payload(
         collection,
         doc_id,
@@ -611,6 +615,167 @@ class Collection:
                 address=head.address.hex(),
             )
         return document(version, head.address)
+
+    # -- queries and indexes -------------------------------------------------
+
+    def query(
+        self,
+        q: object = None,
+        *,
+        as_of: datetime | str | None = None,
+        explain: bool = False,
+    ) -> _query.QueryResult:
+        """Run a query: a `QueryBuilder`, a Mongo-style dict, a single
+        condition, or None for every document.
+
+        Returns a `QueryResult`: the page of `Document`s asked for (with
+        `data` trimmed by a projection), the number of matches before
+        offset and limit, and the seconds taken.  With ``explain=True``
+        (or ``q.explain()``) its `plan` says how the query ran (see
+        `sentinel.query.Plan`).  With `as_of` (an aware `datetime` or ISO
+        string), the query runs over the collection as it stood then:
+        each id at the version current at that moment, ids not yet
+        written or deleted then left out; indexes are not used.
+
+        Runtime: with a usable index, the index lookup plus one read per
+        returned document (and per candidate, for conditions on fields
+        that are not indexed); otherwise one read of every live document.
+        Raises `InvalidQueryError` for a malformed query before reading
+        anything, `CorruptionError` if a document read is damaged.
+        """
+        started = time.perf_counter()
+        spec = _query.to_spec(q, explain=explain)
+        moment = None if as_of is None else parse_moment(as_of)
+        engine = self._engine
+        engine.refresh()
+        refs_of = self._refs()
+        if moment is not None:
+            view = _execution.HistoryView(
+                refs_of, engine.state_lock, self._load, moment
+            )
+            return _execution.run_query(spec, view, started)
+        index_set = self._index_set()
+        with index_set.lock:
+            index_set.refresh(refs_of)
+            active = index_set if index_set.indexes else None
+            live = _execution.LiveView(
+                refs_of, engine.state_lock, self._load, active
+            )
+            return _execution.run_query(spec, live, started)
+
+    def aggregate(
+        self,
+        operation: str,
+        field: str | None = None,
+        *,
+        where: object = None,
+        group_by: str | None = None,
+        as_of: datetime | str | None = None,
+    ) -> Any:
+        """``count``, ``sum``, ``avg``, ``min`` or ``max`` of `field`
+        over the documents matching `where` (a `QueryBuilder` with
+        filters only, a Mongo-style dict, a condition, or None for all).
+
+        Returns the value, or with `group_by` a list of ``(group value,
+        value)`` pairs ordered by group value.  ``count`` without a field
+        counts documents; with one, those where it is present and not
+        null.  The others skip values that are not numbers (booleans
+        included); ``sum`` of none is 0, the rest None.  See
+        `sentinel.query.Aggregation` for the exact rules.  Runtime: as
+        `query`; fields that are indexed are read from the index.
+        """
+        aggregation = _query.Aggregation(operation, field, group_by)
+        condition = _query.filter_only(where)
+        moment = None if as_of is None else parse_moment(as_of)
+        engine = self._engine
+        engine.refresh()
+        refs_of = self._refs()
+        if moment is not None:
+            view = _execution.HistoryView(
+                refs_of, engine.state_lock, self._load, moment
+            )
+            return _execution.run_aggregate(aggregation, condition, view)
+        index_set = self._index_set()
+        with index_set.lock:
+            index_set.refresh(refs_of)
+            active = index_set if index_set.indexes else None
+            live = _execution.LiveView(
+                refs_of, engine.state_lock, self._load, active
+            )
+            return _execution.run_aggregate(aggregation, condition, live)
+
+    def create_index(self, field: str) -> bool:
+        """Index the dotted path `field`; returns False if it already
+        was.
+
+        The definition is written durably to the journal, so every
+        process sees it and it survives a restart; the index itself is
+        built in memory here and now (one read of every live document),
+        and in other processes on their first query.  Raises
+        `InvalidQueryError` for a malformed path.
+        """
+        path = _query.parse_path(field).text
+        name = self._name
+
+        def plan(planner: Planner) -> bool:
+            if not planner.has_collection(name):
+                raise NotFoundError(f"collection {name!r} does not exist")
+            refs_of = planner.refs_of(name)
+            if refs_of is not None and path in refs_of.indexes:
+                return False
+            planner.records.append(
+                journal.record(
+                    journal.RECORD_COLLECTION,
+                    refs.encode_index(refs.OP_CREATE_INDEX, name, path),
+                )
+            )
+            return True
+
+        created = self._engine.commit(plan)
+        index_set = self._index_set()
+        with index_set.lock:
+            index_set.refresh(self._refs())
+        return created
+
+    def drop_index(self, field: str) -> None:
+        """Remove the index on `field`, in every process.  Raises
+        `NotFoundError` if there is none."""
+        path = _query.parse_path(field).text
+        name = self._name
+
+        def plan(planner: Planner) -> None:
+            if not planner.has_collection(name):
+                raise NotFoundError(f"collection {name!r} does not exist")
+            refs_of = planner.refs_of(name)
+            if refs_of is None or path not in refs_of.indexes:
+                raise NotFoundError(f"{name} has no index on {path!r}")
+            planner.records.append(
+                journal.record(
+                    journal.RECORD_COLLECTION,
+                    refs.encode_index(refs.OP_DROP_INDEX, name, path),
+                )
+            )
+
+        self._engine.commit(plan)
+        index_set = self._index_set()
+        with index_set.lock:
+            index_set.refresh(self._refs())
+
+    def list_indexes(self) -> list[str]:
+        """The indexed field paths, sorted."""
+        self._engine.refresh()
+        with self._engine.state_lock:
+            return sorted(self._refs().indexes)
+
+    def _index_set(self) -> _index.IndexSet:
+        """This collection's in-memory indexes in this process, made on
+        first use (kept on the instance: a store hands out one
+        `Collection` per name)."""
+        found = self.__dict__.get("_indexes")
+        if found is None:
+            fresh = _index.IndexSet(self._engine.state_lock, self._load)
+            found = self.__dict__.setdefault("_indexes", fresh)
+        return found
 
 
 def _version_number(value: object) -> int:

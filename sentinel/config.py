@@ -57,7 +57,7 @@ def read(root: str) -> dict[str, Any]:
     if type(config) is not dict or config.get("format") != FORMAT:
         raise UnsupportedFormatError(f"{path} is not a Sentinel config")
     version = config.get("version")
-    if version != VERSION:
+    if type(version) is not int or version != VERSION:
         raise UnsupportedFormatError(
             f"{path} has format version {version!r}; this library reads "
             f"version {VERSION} only"

@@ -13,13 +13,15 @@ Write order, for each group (numbered as in the spec's "Write protocol"):
 1. Validate and encode the input (done by the caller, before any lock).
 2. Take the in-process mutex, then the inter-process ``flock`` (LOCK_EX)
    on ``<store>/lock``.
-3. Catch up: apply frames other processes appended; cut a torn tail.
+3. Catch up: apply frames other processes appended; note a torn tail,
+   which this write's append zeroes.
 4. Run each plan against the current heads; a plan that raises fails
    alone and adds nothing.
 5. Append all frames in one write, ``fdatasync`` the pack.
 6. Apply the frames to the in-memory state, release the locks, return.
 
-A failure in step 5 cuts the pack back and fails every plan of the group;
+A failure in step 5 zeroes what was written and fails every plan of the
+group;
 nothing of it is visible, before or after a crash.
 
 Readers in other processes see a frame only after taking LOCK_SH, which
@@ -34,6 +36,7 @@ from __future__ import annotations
 import copy
 import errno
 import fcntl
+import gc
 import logging
 import os
 import threading
@@ -55,11 +58,11 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# Write a new ref table once the journal past the last one is larger than
-# this or than the table itself, whichever is more: opening then replays
+# Write a new ref table once the journal past the last one reaches this
+# or the size of the table itself, whichever is more: opening then replays
 # a bounded tail, and the cost of checkpoints stays O(1) per write.
 CHECKPOINT_MIN_TAIL = 8 * 1024 * 1024
-# On close, checkpoint any tail larger than this, so reopening is quick.
+# On close, checkpoint any tail of at least this, so reopening is quick.
 CHECKPOINT_ON_CLOSE = 256 * 1024
 
 _engines: weakref.WeakSet[Engine] = weakref.WeakSet()
@@ -307,11 +310,29 @@ class Engine:
     # -- loading and catching up ---------------------------------------------
 
     def _load(self) -> None:
-        """Read the ref table, then replay the journal written since."""
+        """Read the ref table, then replay the journal written since.
+
+        The cyclic garbage collector is paused meanwhile: loading builds
+        a few objects per document and none of them can form a cycle, so
+        its passes would only double the time of opening a large store.
+        """
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            self._load_locked()
+        finally:
+            if collecting:
+                gc.enable()
+
+    def _load_locked(self) -> None:
         with self._mutex:
             self._flock(fcntl.LOCK_SH)
             try:
                 self._read_table()
+                # One small read per pack: a damaged header anywhere is
+                # refused at open, even in packs the ref table covers.
+                for number in range(1, self.state.position[0] + 1):
+                    self.journal.check_header(number)
                 self._catch_up(whole_tail=True)
             finally:
                 self._flock(fcntl.LOCK_UN)
@@ -376,13 +397,23 @@ class Engine:
                 if sealed_to is not None:
                     break
             if sealed_to is None:
-                dirty_end, damage = self.journal.tail_after(pack, at)
-                if damage is None:
+                tail = self.journal.tail_after(pack, at)
+                if tail.damage_at is not None:
+                    sealed_to = self._salvage(pack, at, tail.damage_at)
+                    if sealed_to is None:
+                        at = tail.damage_at
+                        continue
+                elif tail.later_frames:
+                    raise CorruptJournalError(
+                        f"{journal.pack_name(pack)} ends at offset {at} "
+                        "without a seal, but a later pack holds frames: "
+                        "the seal or frames before it are damaged",
+                        path=path,
+                        offset=at,
+                    )
+                else:
+                    dirty_end = tail.dirty_end
                     break
-                sealed_to = self._salvage(pack, at, damage)
-                if sealed_to is None:
-                    at = damage
-                    continue
             self.journal.advance(sealed_to)
             self.journal.check_header(sealed_to)
             pack, at = sealed_to, journal.PACK_HEADER_SIZE
@@ -397,9 +428,10 @@ class Engine:
         path = self.journal.path(pack)
         data = self.journal.read(pack, at, following - at)
         error = CorruptJournalError(
-            f"{journal.pack_name(pack)} is damaged at offset {at}: a valid "
-            f"frame follows at {following}, so these bytes were "
-            "acknowledged, and the damage reaches a ref record",
+            f"{journal.pack_name(pack)} is damaged at offset {at}: a later "
+            f"write's frame follows at {following}, so these bytes were "
+            "acknowledged, and the damage is beyond object records (a "
+            "frame header, a ref move or a collection record)",
             path=path,
             offset=at,
         )
@@ -489,6 +521,13 @@ class Engine:
     def _run(self, group: list[_Request], leader: _Request) -> None:
         try:
             self.check_open()
+            if self.journal.broken:
+                raise StoreIOError(
+                    errno.EIO,
+                    "an earlier failed write could not be undone; close "
+                    "and reopen the store",
+                    self.journal.path(self.journal.current),
+                )
             self._flock(fcntl.LOCK_EX)
             try:
                 self._catch_up()
@@ -507,7 +546,7 @@ class Engine:
     def _plan_and_write(self, group: list[_Request]) -> None:
         while group:
             overlay = _Overlay()
-            frames: list[bytes] = []
+            bodies: list[list[bytes]] = []
             written: list[_Request] = []
             deferred: list[_Request] = []
             for request in group:
@@ -522,27 +561,29 @@ class Engine:
                     request.done = True
                     continue
                 if planner.records:
-                    frames.append(journal.frame(planner.records))
+                    bodies.append(planner.records)
                     overlay.absorb(planner)
                     written.append(request)
                 else:
                     request.done = True
-            if frames:
-                self._write(frames)
+            if bodies:
+                self._write(bodies)
             for request in written:
                 request.done = True
             group = deferred
 
-    def _write(self, frames: list[bytes]) -> None:
-        data = b"".join(frames)
+    def _write(self, bodies: list[list[bytes]]) -> None:
+        """Write the frames of one group with one append and one sync."""
         pack, at = self.state.position
-        if (
-            at + len(data) > journal.PACK_LIMIT
-            and at > journal.PACK_HEADER_SIZE
-        ):
+        size = sum(
+            journal.FRAME_OVERHEAD + sum(map(len, records))
+            for records in bodies
+        )
+        if at + size > journal.PACK_LIMIT and at > journal.PACK_HEADER_SIZE:
             seal = self.journal.roll(at, self.durable, self._dirty_end)
             self._apply(seal, pack, at)
             pack, at = self.state.position
+        data = b"".join(journal.frame(records, at) for records in bodies)
         self.journal.append(data, at, self.durable, self._dirty_end)
         self._apply(data, pack, at)
 
@@ -572,7 +613,13 @@ class Engine:
             log.warning("could not write the ref table: %s", exc)
 
     def checkpoint(self) -> None:
-        """Write the ref table for the current state (holding the mutex)."""
+        """Write the ref table for the current state (holding the mutex).
+
+        Without durable writes, the pack is synced first: a table must
+        never describe frames that a power loss could take away.
+        """
+        if not self.durable:
+            self.journal.sync()
         data = table.encode(self.state)
         fs.write_atomic(self.table_path, data)
         self._table_size = len(data)

@@ -6,7 +6,8 @@ Normative description: ``objects_spec/README.md`` ("Packs", "Frames",
     objects/pack-00000001.pack
         pack header   16 bytes: b"SNTP", format 1, 3 zero bytes,
                       pack number (u32), CRC-32 of the 12 bytes before
-        frame         b"SNTF", body length L (u32), CRC-32 of those 8
+        frame         b"SNTF", body length L (u32), offset where the
+                      frame's write began (u32), CRC-32 of those 12
                       bytes (u32), body (L bytes), CRC-32 of the body
         frame ...
 
@@ -18,9 +19,10 @@ inside a damaged frame.  All integers are big-endian.
 
 One write is one append of its frame and one ``fdatasync``.  Writers that
 arrive together share that append and that sync (group commit, see
-`sentinel.engine`).  A crash can leave a torn last frame; recovery finds it
-by its CRC and cuts it, and refuses to cut anything that is followed by a
-valid frame, since that is damage to acknowledged data.
+`sentinel.engine`).  A crash can leave a torn last write; recovery finds
+it by its CRCs and the next writer zeroes it (nothing is ever truncated).
+Bad bytes followed by a frame of a later write are damage to
+acknowledged data, and are reported, never zeroed.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import struct
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from sentinel import fs
 from sentinel.errors import CorruptJournalError, StoreIOError
@@ -40,7 +43,10 @@ PACK_FORMAT = 1
 PACK_HEADER = struct.Struct(">4sB3xII")
 PACK_HEADER_SIZE = PACK_HEADER.size
 FRAME_MAGIC = b"SNTF"
-FRAME_HEADER = struct.Struct(">4sII")
+# magic, body length, offset where the frame's group starts, CRC-32 of
+# the 12 bytes before it.
+FRAME_HEADER = struct.Struct(">4sIII")
+_FRAME_HEAD = struct.Struct(">4sII")
 FRAME_HEADER_SIZE = FRAME_HEADER.size
 FRAME_TRAILER = struct.Struct(">I")
 FRAME_OVERHEAD = FRAME_HEADER_SIZE + FRAME_TRAILER.size
@@ -60,6 +66,7 @@ RECORD_KINDS = frozenset(
 PACK_LIMIT = 64 * 1024 * 1024
 MAX_FRAME = 1024 * 1024 * 1024
 EXTEND_STEP = 1024 * 1024
+MIN_EXTEND_STEP = 64 * 1024
 READ_WINDOW = 256 * 1024
 _PACK_NAME = re.compile(r"pack-(\d{8})\.pack")
 
@@ -84,10 +91,16 @@ def record(kind: int, content: bytes) -> bytes:
     )
 
 
-def frame(records: list[bytes]) -> bytes:
-    """Encode one frame around already encoded records."""
+def frame(records: list[bytes], group_start: int) -> bytes:
+    """Encode one frame around already encoded records.
+
+    `group_start` is the offset in the pack where the write carrying
+    this frame begins (its own offset, or that of the first frame of the
+    same group commit).  Recovery uses it to tell the frames of a torn
+    write from the frames of later writes; see `Journal.tail_after`.
+    """
     body = b"".join(records)
-    head = struct.pack(">4sI", FRAME_MAGIC, len(body))
+    head = _FRAME_HEAD.pack(FRAME_MAGIC, len(body), group_start)
     return b"".join(
         (
             head,
@@ -147,8 +160,8 @@ def _frame_at(data: bytes, at: int) -> int | None:
     None when the bytes there are not a whole, valid frame."""
     if len(data) - at < FRAME_OVERHEAD:
         return None
-    magic, length, head_crc = FRAME_HEADER.unpack_from(data, at)
-    if magic != FRAME_MAGIC or zlib.crc32(data[at : at + 8]) != head_crc:
+    magic, length, _, head_crc = FRAME_HEADER.unpack_from(data, at)
+    if magic != FRAME_MAGIC or zlib.crc32(data[at : at + 12]) != head_crc:
         return None
     body_start = at + FRAME_HEADER_SIZE
     body_end = body_start + length
@@ -164,8 +177,8 @@ def _declared_length(data: bytes) -> int | None:
     """Total length of the frame whose intact header starts `data`."""
     if len(data) < FRAME_HEADER_SIZE:
         return None
-    magic, length, head_crc = FRAME_HEADER.unpack_from(data)
-    if magic != FRAME_MAGIC or zlib.crc32(data[:8]) != head_crc:
+    magic, length, _, head_crc = FRAME_HEADER.unpack_from(data)
+    if magic != FRAME_MAGIC or zlib.crc32(data[:12]) != head_crc:
         return None
     if length > MAX_FRAME:
         return None
@@ -177,12 +190,35 @@ def damaged_body(data: bytes) -> bytes | None:
     fails, when `data` is exactly that frame; else None."""
     if len(data) < FRAME_OVERHEAD:
         return None
-    magic, length, head_crc = FRAME_HEADER.unpack_from(data)
-    if magic != FRAME_MAGIC or zlib.crc32(data[:8]) != head_crc:
+    magic, length, _, head_crc = FRAME_HEADER.unpack_from(data)
+    if magic != FRAME_MAGIC or zlib.crc32(data[:12]) != head_crc:
         return None
     if length + FRAME_OVERHEAD != len(data):
         return None
     return data[FRAME_HEADER_SIZE : FRAME_HEADER_SIZE + length]
+
+
+class Tail(NamedTuple):
+    """What lies past the last valid frame of a pack.
+
+    `dirty_end` is where the last non-zero byte ends (the start when
+    only free space follows).  `damage_at` is the offset of a valid
+    frame found after the bad bytes, which proves they were once
+    acknowledged and are damaged; None when no valid frame follows.
+    `later_frames` says whether a later pack holds frames, which proves
+    this pack was sealed, so a pack that ends without its seal is
+    damaged.  Bytes with neither proof are a torn tail: the write that
+    made them never returned.
+    """
+
+    dirty_end: int
+    damage_at: int | None
+    later_frames: bool
+
+
+def group_start(data: bytes, at: int) -> int:
+    """The group-start offset in the header of the valid frame at `at`."""
+    return int(FRAME_HEADER.unpack_from(data, at)[2])
 
 
 @dataclass(slots=True)
@@ -237,6 +273,7 @@ class Journal:
         self._read_fds: dict[int, int] = {}
         self._write_fd: int | None = None
         self._allocated = 0
+        self.broken = False
 
     # -- paths and descriptors ---------------------------------------------
 
@@ -249,24 +286,26 @@ class Journal:
         return path
 
     def packs_on_disk(self) -> list[int]:
+        """Numbers of the regular files named like packs (links and
+        folders with such names are never opened)."""
         numbers = []
         for name in fs.listdir(self.folder):
             match = _PACK_NAME.fullmatch(name)
-            if match:
+            if match and fs.kind(os.path.join(self.folder, name)) == "file":
                 numbers.append(int(match.group(1)))
         return sorted(numbers)
 
     def read_fd(self, number: int) -> int:
         fd = self._read_fds.get(number)
         if fd is None:
-            fd = fs.open_fd(self.path(number), os.O_RDONLY)
+            fd = fs.open_fd(self.path(number), os.O_RDONLY | os.O_NOFOLLOW)
             self._read_fds[number] = fd
         return fd
 
     def write_fd(self) -> int:
         if self._write_fd is None:
             path = self.path(self.current)
-            self._write_fd = fs.open_fd(path, os.O_WRONLY)
+            self._write_fd = fs.open_fd(path, os.O_WRONLY | os.O_NOFOLLOW)
             self._allocated = fs.size(self._write_fd, path)
         return self._write_fd
 
@@ -298,12 +337,26 @@ class Journal:
     def create_pack(self, number: int) -> None:
         """Create pack `number` durably: file, then its name.
 
-        A pack left from a crash before its predecessor was sealed holds
-        no committed frame (nothing is appended to a pack before the seal
-        that leads to it is durable), so it is replaced.
+        A pack left by a crash before its predecessor was sealed holds no
+        frame (nothing is written to a pack before the seal that leads to
+        it is durable), so it is removed and created again.  Anything
+        else in its place (a pack with frames, a link, a folder) is
+        refused, and links are never followed.
         """
         path = self.path(number)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+        found = fs.kind(path)
+        if found is not None:
+            if found != "file" or self.holds_frames(number):
+                raise CorruptJournalError(
+                    f"{pack_name(number)} already exists and is not an "
+                    "empty pack",
+                    path=path,
+                )
+            stale = self._read_fds.pop(number, None)
+            if stale is not None:
+                fs.close(stale, path)
+            fs.unlink(path)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
         fd = fs.open_fd(path, flags)
         try:
             fs.write_all(fd, pack_header(number), path)
@@ -311,25 +364,28 @@ class Journal:
         finally:
             fs.close(fd, path)
         fs.fsync_dir(self.folder)
-        stale = self._read_fds.pop(number, None)
-        if stale is not None:
-            fs.close(stale, path)
 
     def check_header(self, number: int) -> None:
+        """Raise `CorruptJournalError` unless pack `number` is a regular
+        file starting with its own, intact header."""
+        path = self.path(number)
+        if fs.kind(path) != "file":
+            raise CorruptJournalError(
+                f"pack {pack_name(number)} is missing", path=path, offset=0
+            )
         head = self.read(number, 0, PACK_HEADER_SIZE)
         if len(head) == PACK_HEADER_SIZE:
             magic, version, found, crc = PACK_HEADER.unpack(head)
             if (
                 magic == PACK_MAGIC
                 and version == PACK_FORMAT
+                and head[5:8] == bytes(3)
                 and found == number
                 and zlib.crc32(head[:12]) == crc
             ):
                 return
         raise CorruptJournalError(
-            f"pack {pack_name(number)} has a bad header",
-            path=self.path(number),
-            offset=0,
+            f"pack {pack_name(number)} has a bad header", path=path, offset=0
         )
 
     # -- reading -------------------------------------------------------------
@@ -370,34 +426,50 @@ class Journal:
         process left unfinished always begins with a frame's magic."""
         return self.read(number, offset, 4) in (b"\0\0\0\0", b"")
 
-    def tail_after(self, number: int, offset: int) -> tuple[int, int | None]:
+    def tail_after(self, number: int, offset: int) -> Tail:
         """Classify the bytes of pack `number` from `offset` (the end of
-        its valid frames) to the end of the file.
-
-        Returns ``(dirty_end, damage)``.  `dirty_end` is where the last
-        non-zero byte ends (`offset` when only free space follows).
-        `damage` is None when those bytes are a torn tail: no valid frame
-        follows, and no later pack holds frames.  Otherwise it is the
-        offset of the first valid frame found after them, which proves
-        the bytes at `offset` were once acknowledged and are damaged.
-        """
+        its valid frames) to the end of the file; see `Tail`."""
         end = self.size(number)
         data = self.read(number, offset, end - offset)
         dirty_end = offset + len(data.rstrip(b"\0"))
+        later = any(
+            self.holds_frames(other)
+            for other in self.packs_on_disk()
+            if other > number
+        )
         if dirty_end == offset:
-            return offset, None
+            return Tail(offset, None, later)
+        # A valid frame after the bad bytes proves damage only if it was
+        # written by a later write: its group starts after `offset`.  A
+        # frame whose group starts at or before `offset` belongs to the
+        # same write as the bad bytes, one that a power loss tore (pages
+        # of one write may reach the disk in any order) and that never
+        # returned.
+        first = None
         search = 1
         while True:
             found = data.find(FRAME_MAGIC, search)
             if found < 0:
                 break
-            if _frame_at(data, found) is not None:
-                return dirty_end, offset + found
-            search = found + 1
-        for later in self.packs_on_disk():
-            if later > number and self.size(later) > PACK_HEADER_SIZE:
-                return dirty_end, PACK_HEADER_SIZE
-        return dirty_end, None
+            stop = _frame_at(data, found)
+            if stop is None:
+                search = found + 1
+                continue
+            first = offset + found if first is None else first
+            if group_start(data, found) > offset:
+                return Tail(dirty_end, first, later)
+            search = stop
+        return Tail(dirty_end, first if later else None, later)
+
+    def holds_frames(self, number: int) -> bool:
+        """Whether pack `number` holds anything past its header.
+
+        Frames go into a pack only after the seal that leads to it is
+        durable, so a later pack that holds any bytes proves the packs
+        before it were sealed.
+        """
+        rest = self.read(number, PACK_HEADER_SIZE, 4)
+        return rest not in (b"", b"\0\0\0\0")
 
     # -- writing -------------------------------------------------------------
 
@@ -420,24 +492,31 @@ class Journal:
         stop = at + len(data)
         padding = max(dirty_end - stop, 0)
         if stop > self._allocated:
-            padding = max(padding, stop + EXTEND_STEP - self._allocated)
+            # Grow by a quarter of the pack, between 64 KiB and
+            # EXTEND_STEP: a small store stays small on disk, a large one
+            # pays for growing once per megabyte.
+            step = min(max(stop // 4, MIN_EXTEND_STEP), EXTEND_STEP)
+            padding = max(padding, step)
         try:
             fs.pwrite_all(fd, data + bytes(padding), at, path)
             self._allocated = max(self._allocated, stop + padding)
             if durable:
                 fs.fdatasync(fd, path)
         except BaseException:
-            self.erase(at, stop)
+            if not self.erase(at, stop):
+                self.broken = True
             raise
 
-    def erase(self, start: int, stop: int) -> None:
-        """Zero bytes `start` to `stop` of the current pack, durably.
+    def erase(self, start: int, stop: int) -> bool:
+        """Zero bytes `start` to `stop` of the current pack, durably;
+        return whether that worked.
 
-        Called while another error propagates.  If this fails too, the
-        bytes stay unreadable for now: readers accept frames only under
-        the lock the failing writer still holds, and the next writer
-        zeroes everything past the last valid frame before writing.  So
-        the failure is dropped here rather than masking the first error.
+        Called while another error propagates, so its own failure is not
+        raised: it would mask the first error.  The caller marks the
+        journal `broken` instead, and the engine refuses further writes:
+        the failed frames may still be valid on disk, and a later reader
+        could apply them, so the outcome of that write is unknown until
+        the store is reopened and its tail classified again.
         """
         path = self.path(self.current)
         try:
@@ -446,6 +525,13 @@ class Journal:
             fs.fdatasync(fd, path)
         except StoreIOError:
             self._drop_write_fd()
+            return False
+        return True
+
+    def sync(self) -> None:
+        """Make everything written to the current pack durable."""
+        path = self.path(self.current)
+        fs.fdatasync(self.write_fd(), path)
 
     def advance(self, number: int) -> None:
         """Make pack `number` the one that takes appends."""
@@ -470,6 +556,6 @@ class Journal:
         """
         following = self.current + 1
         self.create_pack(following)
-        seal = frame([record(RECORD_SEAL, struct.pack(">I", following))])
+        seal = frame([record(RECORD_SEAL, struct.pack(">I", following))], at)
         self.append(seal, at, durable, dirty_end)
         return seal

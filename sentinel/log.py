@@ -30,7 +30,9 @@ class LogEntry:
     `action` is ``write`` (a new version), ``delete`` (a tombstone),
     ``create``, ``drop`` or ``restore`` (of a collection; then `id`,
     `version`, `hash` and `previous` are None, and `time` is the time of
-    the next write, as collection records carry none).
+    the next write, as collection records carry none), or
+    ``create_index`` or ``drop_index`` (likewise, with the indexed path
+    in `field`).
     """
 
     action: str
@@ -42,6 +44,7 @@ class LogEntry:
     time: str | None
     pack: int
     offset: int
+    field: str | None = None
 
 
 def from_micros(micros: int) -> str:
@@ -64,9 +67,11 @@ def entries(engine: Engine, collection: str | None) -> Iterator[LogEntry]:
     while True:
         path = packs.path(pack)
         following = None
-        for frame in packs.frames(pack, journal.PACK_HEADER_SIZE):
+        at = journal.PACK_HEADER_SIZE
+        for frame in packs.frames(pack, at):
             if (pack, frame.offset) >= (end_pack, end_offset):
                 return
+            at = frame.end
             try:
                 for item in journal.records(frame.body, frame.body_offset):
                     if item.kind == journal.RECORD_SEAL:
@@ -83,7 +88,16 @@ def entries(engine: Engine, collection: str | None) -> Iterator[LogEntry]:
                     path=path,
                     offset=frame.offset,
                 ) from exc
-        if following is None or pack >= end_pack:
+        if following is None:
+            if (pack, at) < (end_pack, end_offset):
+                # The frames stop before what the store has applied: a
+                # damaged frame, which a complete log cannot skip.
+                raise CorruptJournalError(
+                    f"{path} is damaged at offset {at}; the log cannot "
+                    "be read past it",
+                    path=path,
+                    offset=at,
+                )
             return
         pack = following
 
@@ -101,6 +115,24 @@ def _entry(item: journal.Record, pack: int, offset: int) -> LogEntry | None:
             from_micros(move.time),
             pack,
             offset,
+        )
+    if item.kind == journal.RECORD_COLLECTION and refs.is_index_record(
+        item.content
+    ):
+        change = refs.decode_index(item.content)
+        return LogEntry(
+            "create_index"
+            if change.operation == refs.OP_CREATE_INDEX
+            else "drop_index",
+            change.collection,
+            None,
+            None,
+            None,
+            None,
+            None,
+            pack,
+            offset,
+            change.field,
         )
     if item.kind == journal.RECORD_COLLECTION:
         operation, name = refs.decode_collection(item.content)

@@ -29,6 +29,7 @@ about 1 us, zstd level 3 about 3 us); decoding about the same.
 
 from __future__ import annotations
 
+import re
 import struct
 import threading
 from typing import Any, NamedTuple, NewType
@@ -137,7 +138,10 @@ def _decompress(body: bytes, length: int, corrupt: Any) -> bytes:
     if declared != length:
         raise corrupt("zstd frame size differs from the header")
     try:
-        return _codecs.decompressor.decompress(body, max_output_size=length)
+        # Bytes after the frame would give one object many stored forms.
+        return _codecs.decompressor.decompress(
+            body, max_output_size=length, allow_extra_data=False
+        )
     except zstandard.ZstdError as exc:
         raise corrupt(f"zstd frame does not decode ({exc})") from exc
 
@@ -200,6 +204,11 @@ def version_payload(
     )
 
 
+# The exact forms writers produce: times compare as strings and are
+# pasted into payloads, and parents are turned back into addresses.
+_HEX = re.compile(r"[0-9a-f]{64}").fullmatch
+_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00").fullmatch
+
 _VERSION_KEYS = frozenset(
     (
         "collection",
@@ -239,9 +248,11 @@ def parse_version(payload: bytes, address: str) -> Version:
         and type(doc_id) is str
         and type(number) is int
         and number >= 1
-        and (parent is None or type(parent) is str)
+        and (parent is None or (type(parent) is str and _HEX(parent)))
         and type(created_at) is str
+        and _TIME(created_at)
         and type(updated_at) is str
+        and _TIME(updated_at)
         and type(deleted) is bool
         and type(data) is dict
     ):

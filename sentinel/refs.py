@@ -27,6 +27,19 @@ A collection record's content is one operation byte and the name: 1
 creates the collection, 2 drops it (its refs are set aside, its objects
 stay), 3 restores the refs last set aside under that name.
 
+Operations 4 and 5 declare and remove a secondary index (see
+`sentinel.index`); their content is::
+
+    u8  operation: 4 create index, 5 drop index
+    u8  collection length, collection name (ASCII)
+    field path (UTF-8, 1 to `MAX_INDEX_PATH` bytes, the rest)
+
+The definitions live in `CollectionRefs.indexes`, so they move with the
+refs when a collection is dropped and restored, and every process learns
+of them by replay.  Applying them is idempotent (creating an index that
+exists or dropping one that does not changes nothing), because two
+writers of one commit group may both decide to add the same definition.
+
 Runtime: `count()` is O(1); a head lookup is a dict lookup; applying a
 move is O(log n) in the collection's size (a `SortedDict` insert).
 Memory: about 40 bytes per past version, beyond the heads.
@@ -37,6 +50,7 @@ from __future__ import annotations
 import bisect
 import struct
 from array import array
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -48,9 +62,14 @@ from sentinel.errors import CorruptJournalError, InvalidInputError
 NO_ADDRESS = bytes(32)
 _MOVE_TAIL = struct.Struct(">32s32sQQB")
 FLAG_TOMBSTONE = 1
+# Times are kept in signed 64-bit arrays; larger u64 values are invalid.
+MAX_TIME = 2**63
 OP_CREATE = 1
 OP_DROP = 2
 OP_RESTORE = 3
+OP_CREATE_INDEX = 4
+OP_DROP_INDEX = 5
+MAX_INDEX_PATH = 1024
 
 
 class Head(NamedTuple):
@@ -99,14 +118,30 @@ class Past:
         )
 
 
+# Called as observer(doc_id, previous head or None, new head) after a
+# head changed; see `CollectionRefs.observers`.
+Observer = Callable[[str, Head | None, Head], None]
+
+
 @dataclass(slots=True)
 class CollectionRefs:
-    """The heads of one collection, its count of live documents, and
-    the past versions of each document."""
+    """The heads of one collection, its count of live documents, the
+    past versions of each document, and its index definitions.
+
+    `observers` are process-local callbacks run after every head change,
+    holding the engine's state lock (so they see every move, whether this
+    process or another wrote it).  They must be quick and must not raise:
+    an exception would leave a frame half applied.  The secondary indexes
+    use one to mark changed ids.
+    """
 
     heads: SortedDict = field(default_factory=SortedDict)
     live: int = 0
     past: dict[str, Past] = field(default_factory=dict)
+    indexes: set[str] = field(default_factory=set)
+    observers: list[Observer] = field(
+        default_factory=list, repr=False, compare=False
+    )
 
     def set(self, doc_id: str, head: Head) -> None:
         previous = self.heads.get(doc_id)
@@ -119,6 +154,8 @@ class CollectionRefs:
             if past is None:
                 past = self.past[doc_id] = Past()
             past.push(previous)
+        for observer in self.observers:
+            observer(doc_id, previous, head)
 
     def version(self, doc_id: str, number: int) -> Head | None:
         """Version `number` of `doc_id`, or None."""
@@ -198,6 +235,8 @@ def decode_move(content: bytes) -> Move:
     new, old, version, time, flags = _MOVE_TAIL.unpack_from(content, at)
     if flags & ~FLAG_TOMBSTONE or version < 1:
         raise ValueError("ref move has bad flags or version")
+    if time >= MAX_TIME:
+        raise ValueError("ref move has a time beyond the year 294,000")
     try:
         collection = names.collection_name(parts[0])
         doc_id = names.document_id(parts[1])
@@ -217,6 +256,40 @@ def decode_move(content: bytes) -> Move:
 def encode_collection(operation: int, name: str) -> bytes:
     """Content of a collection record: the operation, then the name."""
     return bytes((operation,)) + name.encode()
+
+
+class IndexOp(NamedTuple):
+    """A create-index or drop-index collection record."""
+
+    operation: int
+    collection: str
+    field: str
+
+
+def encode_index(operation: int, collection: str, path: str) -> bytes:
+    """Content of a create-index (4) or drop-index (5) record."""
+    name = collection.encode()
+    return bytes((operation, len(name))) + name + path.encode()
+
+
+def is_index_record(content: bytes) -> bool:
+    """Whether a collection record's content is an index operation."""
+    return content[:1] in (b"\x04", b"\x05")
+
+
+def decode_index(content: bytes) -> IndexOp:
+    """Parse an index record; `ValueError` names what is wrong."""
+    if len(content) < 2 or not is_index_record(content):
+        raise ValueError("malformed index record")
+    size = content[1]
+    raw_path = content[2 + size :]
+    if len(content) < 2 + size or not 0 < len(raw_path) <= MAX_INDEX_PATH:
+        raise ValueError("index record has a bad length")
+    try:
+        name = names.collection_name(content[2 : 2 + size].decode("ascii"))
+        return IndexOp(content[0], name, raw_path.decode("utf-8"))
+    except (UnicodeDecodeError, InvalidInputError) as exc:
+        raise ValueError(str(exc)) from exc
 
 
 def decode_collection(content: bytes) -> tuple[int, str]:
@@ -256,7 +329,7 @@ class State:
         the pack and offset.
         """
         objects: list[tuple[bytes, Location]] = []
-        steps: list[Move | tuple[int, str]] = []
+        steps: list[Move | IndexOp | tuple[int, str]] = []
         sealed_to = None
         try:
             for item in journal.records(
@@ -278,7 +351,10 @@ class State:
                 elif item.kind == journal.RECORD_REF:
                     steps.append(decode_move(item.content))
                 elif item.kind == journal.RECORD_COLLECTION:
-                    steps.append(decode_collection(item.content))
+                    if is_index_record(item.content):
+                        steps.append(decode_index(item.content))
+                    else:
+                        steps.append(decode_collection(item.content))
                 else:
                     if len(item.content) != 4:
                         raise ValueError("seal record has the wrong length")
@@ -300,6 +376,8 @@ class State:
                     step.id,
                     Head(step.new, step.version, step.deleted, step.time),
                 )
+            elif isinstance(step, IndexOp):
+                self._index_op(step)
             else:
                 self._collection_op(*step)
         self.position = (frame.pack, frame.end)
@@ -313,9 +391,16 @@ class State:
         else:
             self.collections[name] = self.dropped.pop(name)
 
+    def _index_op(self, step: IndexOp) -> None:
+        indexes = self.collections[step.collection].indexes
+        if step.operation == OP_CREATE_INDEX:
+            indexes.add(step.field)
+        else:
+            indexes.discard(step.field)
+
     def _check(
         self,
-        steps: list[Move | tuple[int, str]],
+        steps: list[Move | IndexOp | tuple[int, str]],
         objects: list[tuple[bytes, Location]],
     ) -> None:
         """Check the steps of a frame in order against the state.
@@ -334,6 +419,12 @@ class State:
         settled: set[str] = set()
         pending: dict[tuple[str, str], Head] = {}
         for step in steps:
+            if isinstance(step, IndexOp):
+                if not live.get(step.collection):
+                    raise ValueError(
+                        f"index change in unknown collection {step.collection}"
+                    )
+                continue
             if not isinstance(step, Move):
                 operation, name = step
                 if operation == OP_CREATE:

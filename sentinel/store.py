@@ -22,11 +22,26 @@ from sentinel.errors import (
 from sentinel.log import LogEntry
 from sentinel.verify import VerifyReport, verify
 
-# What an unfinished creation may have left inside each folder.
-_LEFTOVERS = {
-    "objects": journal.is_pack_name,
-    "refs": lambda name: name == "table",
-}
+
+def _empty_first_pack(path: str) -> bool:
+    """Whether `path` is pack 1 exactly as creation writes it: the
+    header alone.  Anything more means data lives here, and a folder
+    that lost its config must not be created again over it."""
+    if os.path.basename(path) != journal.pack_name(1):
+        return False
+    if fs.kind(path) != "file":
+        return False
+    fd = fs.open_fd(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        data = fs.pread(fd, journal.PACK_HEADER_SIZE + 1, 0, path)
+    finally:
+        fs.close(fd, path)
+    return data == journal.pack_header(1)
+
+
+# What an unfinished creation may have left inside each folder.  A ref
+# table is not among them: it is written only after data.
+_LEFTOVERS = {"objects": _empty_first_pack, "refs": lambda path: False}
 
 
 class Store:
@@ -259,7 +274,8 @@ def _refuse_foreign(root: str) -> None:
             stray = [
                 name
                 for name in fs.listdir(path)
-                if not fs.is_temp(name) and not _LEFTOVERS[entry](name)
+                if not fs.is_temp(name)
+                and not _LEFTOVERS[entry](os.path.join(path, name))
             ]
             if not stray:
                 continue

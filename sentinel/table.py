@@ -15,6 +15,7 @@ Layout, big-endian::
     u32 number of dropped collections, then each collection (by name)
     u64 number of objects, then per object (sorted by address):
         32-byte address, u32 pack, u64 offset, u32 length
+    (format 2 only) the index definitions, see below
     32-byte BLAKE3 of every byte before it
 
 where a collection is::
@@ -25,6 +26,18 @@ where a collection is::
         32-byte address, u64 version, u64 time, u8 flags  (the head)
         u32 number of past versions, then per past version, oldest
         first: 32-byte address, u64 time, u8 flags
+
+Format 2 is format 1 plus a section of index definitions (the
+``CollectionRefs.indexes`` that create-index and drop-index records
+build) after the objects::
+
+    u32 number of definitions, then per definition (sorted):
+        u8 group: 0 a live collection, 1 a dropped one
+        u8 name length, name
+        u16 field path length, field path (UTF-8)
+
+A state without index definitions is written as format 1, byte for byte
+as before indexes existed, so older readers keep reading such tables.
 """
 
 from __future__ import annotations
@@ -38,12 +51,14 @@ from sentinel import refs
 
 MAGIC = b"SNTT"
 FORMAT = 1
+FORMAT_INDEXES = 2
 _HEADER = struct.Struct(">4sB3xIQ")
 _HEAD = struct.Struct(">32sQQB")
 _PAST = struct.Struct(">32sQB")
 _OBJECT = struct.Struct(">32sIQI")
 _COUNT32 = struct.Struct(">I")
 _COUNT64 = struct.Struct(">Q")
+_COUNT16 = struct.Struct(">H")
 
 
 def _encode_collection(
@@ -72,9 +87,20 @@ def _encode_collection(
             )
 
 
+def _index_definitions(state: refs.State) -> list[tuple[int, str, str]]:
+    return sorted(
+        (group, name, path)
+        for group, collections in enumerate((state.collections, state.dropped))
+        for name, refs_of in collections.items()
+        for path in refs_of.indexes
+    )
+
+
 def encode(state: refs.State) -> bytes:
     """Serialise `state`.  Runtime: linear in versions plus objects."""
-    parts = [_HEADER.pack(MAGIC, FORMAT, *state.position)]
+    definitions = _index_definitions(state)
+    layout = FORMAT_INDEXES if definitions else FORMAT
+    parts = [_HEADER.pack(MAGIC, layout, *state.position)]
     for group in (state.collections, state.dropped):
         parts.append(_COUNT32.pack(len(group)))
         for name in sorted(group):
@@ -84,6 +110,12 @@ def encode(state: refs.State) -> bytes:
         _OBJECT.pack(address, *state.objects[address])
         for address in sorted(state.objects)
     )
+    if definitions:
+        parts.append(_COUNT32.pack(len(definitions)))
+        for group, name, path in definitions:
+            encoded, text = name.encode(), path.encode()
+            parts.append(bytes((group, len(encoded))) + encoded)
+            parts.append(_COUNT16.pack(len(text)) + text)
     body = b"".join(parts)
     return body + blake3.blake3(body).digest()
 
@@ -115,6 +147,8 @@ class _Reader:
         for _ in range(count):
             doc_id = self.name()
             address, version, time, flags = self.unpack(_HEAD)
+            if time >= refs.MAX_TIME:
+                raise ValueError(f"{name}/{doc_id} has a time out of range")
             deleted = bool(flags & refs.FLAG_TOMBSTONE)
             heads[doc_id] = refs.Head(address, version, deleted, time)
             live += not deleted
@@ -128,10 +162,27 @@ class _Reader:
                     self.body[self.at : end]
                 ):
                     past.addresses += address
+                    if time >= refs.MAX_TIME:
+                        raise ValueError(f"{name}/{doc_id}: time out of range")
                     past.times.append(time)
                     past.flags.append(flags)
                 self.at = end
         return name, refs.CollectionRefs(SortedDict(heads), live, past_of)
+
+    def index_definitions(self, state: refs.State) -> None:
+        """Read the format-2 section into the collections' `indexes`."""
+        (count,) = self.unpack(_COUNT32)
+        for _ in range(count):
+            group = self.body[self.at]
+            self.at += 1
+            name = self.name()
+            (size,) = self.unpack(_COUNT16)
+            path = self.body[self.at : self.at + size].decode("utf-8")
+            self.at += size
+            collections = (state.collections, state.dropped)[group]
+            if not 0 < size == len(path.encode()) or name not in collections:
+                raise ValueError("ref table has a bad index definition")
+            collections[name].indexes.add(path)
 
 
 def decode(data: bytes) -> refs.State:
@@ -142,7 +193,7 @@ def decode(data: bytes) -> refs.State:
     if blake3.blake3(body).digest() != digest:
         raise ValueError("ref table checksum mismatch")
     magic, version, pack, offset = _HEADER.unpack_from(body)
-    if magic != MAGIC or version != FORMAT:
+    if magic != MAGIC or version not in (FORMAT, FORMAT_INDEXES):
         raise ValueError("ref table has an unknown format")
 
     state = refs.State()
@@ -156,7 +207,7 @@ def decode(data: bytes) -> refs.State:
                 group[name] = refs_of
         (objects,) = reader.unpack(_COUNT64)
         end = reader.at + objects * _OBJECT.size
-        if end != len(body):
+        if end > len(body) or (version == FORMAT and end != len(body)):
             raise ValueError("ref table has trailing or missing bytes")
         state.objects = {
             address: refs.Location(pack, offset, length)
@@ -164,6 +215,11 @@ def decode(data: bytes) -> refs.State:
                 body[reader.at : end]
             )
         }
+        if version == FORMAT_INDEXES:
+            reader.at = end
+            reader.index_definitions(state)
+            if reader.at != len(body):
+                raise ValueError("ref table has trailing or missing bytes")
     except (IndexError, struct.error, UnicodeDecodeError) as exc:
         raise ValueError(f"ref table is malformed: {exc}") from exc
     return state

@@ -26,7 +26,7 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from sentinel import codec, fs, journal, objects, refs
+from sentinel import codec, fs, journal, log, objects, refs
 from sentinel.errors import CorruptionError
 
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ def _check_packs(engine: Engine, report: VerifyReport) -> None:
     on_disk = set(packs.packs_on_disk())
     number = 1
     chain = set()
-    while number in on_disk:
+    while number in on_disk and number not in chain:
         chain.add(number)
         report.packs += 1
         path = packs.path(number)
@@ -99,13 +99,12 @@ def _check_packs(engine: Engine, report: VerifyReport) -> None:
             packs.check_header(number)
         except CorruptionError as exc:
             report.problems.append(Problem("bad-pack", path, str(exc)))
-            break
         following = _check_frames(engine, number, report)
         if following is None:
             break
         number = following
     for stray in sorted(on_disk - chain):
-        if packs.size(stray) > journal.PACK_HEADER_SIZE:
+        if packs.holds_frames(stray):
             report.problems.append(
                 Problem(
                     "stray-file",
@@ -122,38 +121,51 @@ def _check_frames(
     packs = engine.journal
     path = packs.path(number)
     at = journal.PACK_HEADER_SIZE
-    end = packs.size(number)
-    while at < end:
-        sealed_to = None
+    while True:
         for frame in packs.frames(number, at):
             report.frames += 1
             at = frame.end
+            sealed_to = None
             try:
                 for item in journal.records(frame.body, frame.body_offset):
                     if item.kind == journal.RECORD_SEAL:
                         sealed_to = int.from_bytes(item.content, "big")
+                        if sealed_to != number + 1:
+                            raise ValueError(f"seal names pack {sealed_to}")
             except ValueError as exc:
                 report.problems.append(
-                    Problem("damaged-frame", path, str(exc), offset=at)
+                    Problem(
+                        "damaged-frame", path, str(exc), offset=frame.offset
+                    )
                 )
+                sealed_to = None
             if sealed_to is not None:
                 return sealed_to
-        if at >= end:
-            break
-        dirty_end, found = packs.tail_after(number, at)
-        if found is None or found <= at:
-            report.torn_tail_bytes += dirty_end - at
-            break
-        report.problems.append(
-            Problem(
-                "damaged-frame",
-                path,
-                f"bytes {at} to {found} are not valid frames",
-                offset=at,
+        tail = packs.tail_after(number, at)
+        if tail.damage_at is not None:
+            report.problems.append(
+                Problem(
+                    "damaged-frame",
+                    path,
+                    f"bytes {at} to {tail.damage_at} are not valid frames",
+                    offset=at,
+                )
             )
-        )
-        at = found
-    return None
+            at = tail.damage_at
+            continue
+        if tail.later_frames:
+            report.problems.append(
+                Problem(
+                    "damaged-frame",
+                    path,
+                    f"the pack ends at {at} without a seal, but a later "
+                    "pack holds frames",
+                    offset=at,
+                )
+            )
+            return number + 1
+        report.torn_tail_bytes += tail.dirty_end - at
+        return None
 
 
 def _check_objects(engine: Engine, report: VerifyReport) -> None:
@@ -235,6 +247,7 @@ def _check_head(
         or version.id != doc_id
         or version.version != head.version
         or version.deleted != head.deleted
+        or log.from_micros(head.time) != version.updated_at
     ):
         report.problems.append(
             Problem(
@@ -247,15 +260,33 @@ def _check_head(
         )
 
 
+_KNOWN = {
+    "": {"sentinel.json", "lock", "objects", "refs"},
+    "refs": {"table"},
+}
+
+
 def _sweep_temps(engine: Engine, report: VerifyReport) -> None:
+    """Remove temp files of dead writers; report files the store does
+    not know (backups, links, folders), never following or removing
+    them."""
     root = engine.root
-    for folder in (
-        root,
-        engine.journal.folder,
-        os.path.dirname(engine.table_path),
-    ):
+    for sub in ("", "objects", "refs"):
+        folder = os.path.join(root, sub) if sub else root
         for entry in fs.listdir(folder):
-            if fs.is_stale_temp(folder, entry):
-                path = os.path.join(folder, entry)
-                fs.unlink(path)
-                report.temp_files_removed.append(path)
+            path = os.path.join(folder, entry)
+            if fs.is_temp(entry):
+                if fs.is_stale_temp(folder, entry):
+                    fs.unlink(path)
+                    report.temp_files_removed.append(path)
+                continue
+            if sub == "objects":
+                known = journal.is_pack_name(entry) and (
+                    fs.kind(path) == "file"
+                )
+            else:
+                known = entry in _KNOWN[sub]
+            if not known:
+                report.problems.append(
+                    Problem("stray-file", path, "not a file of the store")
+                )
