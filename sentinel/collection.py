@@ -73,9 +73,17 @@ def parse_moment(when: datetime | str) -> int:
 def read_version(engine: Engine | Planner, address: bytes) -> objects.Version:
     """Read and verify the version object at `address`."""
     if isinstance(engine, Planner):
-        kind, payload = engine.read(address)
+        found = engine.read(address)
     else:
-        kind, payload = engine.read_object(address)
+        found = engine.read_object(address)
+    return _as_version(found, address)
+
+
+def _as_version(
+    found: tuple[int, bytes], where: bytes | refs.Head
+) -> objects.Version:
+    address = where.address if isinstance(where, refs.Head) else where
+    kind, payload = found
     if kind != objects.TYPE_VERSION:
         raise CorruptObjectError(
             f"object {address.hex()} is not a version object",
@@ -558,6 +566,30 @@ class Collection:
         bounded and writers are never blocked for long.  Ids written
         during the iteration may or may not appear.
         """
+        for window in self._windows():
+            for doc_id, _ in window:
+                yield doc_id
+
+    def all(self) -> Iterator[Document]:
+        """Iterate the live documents in id order.
+
+        Reads a window of documents at a time, in the order they lie in
+        the packs and with neighbouring objects fetched by one read, so
+        a scan reads sequentially; memory stays bounded by the window
+        whatever the collection's size.  Every object is verified as by
+        `get`.
+        """
+        engine = self._engine
+        for window in self._windows():
+            found = engine.read_many([head.address for _, head in window])
+            for (doc_id, head), result in zip(window, found, strict=True):
+                if isinstance(result, Exception):
+                    raise result
+                yield self._checked(doc_id, head, _as_version(result, head))
+
+    def _windows(self) -> Iterator[list[tuple[str, refs.Head]]]:
+        """The live heads in id order, copied a window at a time under
+        the lock, so writers are never blocked for long."""
         engine = self._engine
         engine.refresh()
         heads = self._refs().heads
@@ -566,23 +598,15 @@ class Collection:
             with engine.state_lock:
                 window = []
                 for key in heads.irange(start, inclusive=(False, True)):
-                    window.append((key, heads[key].deleted))
+                    window.append((key, heads[key]))
                     if len(window) >= _ID_WINDOW:
                         break
-            for key, deleted in window:
-                if not deleted:
-                    yield key
+            live = [(key, head) for key, head in window if not head.deleted]
+            if live:
+                yield live
             if len(window) < _ID_WINDOW:
                 return
             start = window[-1][0]
-
-    def all(self) -> Iterator[Document]:
-        """Iterate the live documents in id order, reading one at a
-        time, so memory stays bounded whatever the collection's size."""
-        for doc_id in self.ids():
-            doc = self.get(doc_id)
-            if doc is not None:
-                yield doc
 
     def filter(
         self, predicate: Callable[[Document], bool]
@@ -601,7 +625,13 @@ class Collection:
     def _load(self, doc_id: str, head: refs.Head) -> Document:
         """Read the version `head` names and check it is that version of
         this document: a valid object under another ref is damage."""
-        version = read_version(self._engine, head.address)
+        return self._checked(
+            doc_id, head, read_version(self._engine, head.address)
+        )
+
+    def _checked(
+        self, doc_id: str, head: refs.Head, version: objects.Version
+    ) -> Document:
         if (
             version.collection != self._name
             or version.id != doc_id

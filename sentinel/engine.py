@@ -62,6 +62,10 @@ T = TypeVar("T")
 # or the size of the table itself, whichever is more: opening then replays
 # a bounded tail, and the cost of checkpoints stays O(1) per write.
 CHECKPOINT_MIN_TAIL = 8 * 1024 * 1024
+# Objects closer than this in a pack are fetched by one read in a scan,
+# and one read fetches at most _SPAN bytes.
+_GAP = 16 * 1024
+_SPAN = 1024 * 1024
 # On close, checkpoint any tail of at least this, so reopening is quick.
 CHECKPOINT_ON_CLOSE = 256 * 1024
 
@@ -496,6 +500,70 @@ class Engine:
                 offset=location.offset,
             )
         return objects.decode(stored, address, path=path)
+
+    def read_many(
+        self, addresses: list[bytes]
+    ) -> list[tuple[int, bytes] | Exception]:
+        """`read_object` for many addresses, in their order.
+
+        Objects are fetched in pack order, and neighbours (less than
+        `_GAP` apart, up to `_SPAN` bytes a read) with a single
+        ``pread``, so a scan reads the disk sequentially.  A failure is
+        returned in the place of its object, for the caller to raise
+        when it gets there.
+        """
+        found: list[tuple[int, bytes] | Exception | None] = [None] * len(
+            addresses
+        )
+        places = sorted(
+            (location, index)
+            for index, address in enumerate(addresses)
+            if (location := self.state.objects.get(address)) is not None
+        )
+        start = 0
+        while start < len(places):
+            first = places[start][0]
+            stop = start + 1
+            end = first.offset + first.length
+            while stop < len(places):
+                location = places[stop][0]
+                if (
+                    location.pack != first.pack
+                    or location.offset - end > _GAP
+                    or location.offset + location.length - first.offset > _SPAN
+                ):
+                    break
+                end = max(end, location.offset + location.length)
+                stop += 1
+            path = self.journal.path(first.pack)
+            data = self.journal.read(
+                first.pack, first.offset, end - first.offset
+            )
+            for location, index in places[start:stop]:
+                at = location.offset - first.offset
+                stored = data[at : at + location.length]
+                address = addresses[index]
+                try:
+                    if len(stored) != location.length:
+                        raise CorruptObjectError(
+                            f"object {address.hex()} is cut short in {path}",
+                            path=path,
+                            address=address.hex(),
+                            offset=location.offset,
+                        )
+                    found[index] = objects.decode(stored, address, path=path)
+                except CorruptObjectError as exc:
+                    found[index] = exc
+            start = stop
+        return [
+            MissingObjectError(
+                f"object {address.hex()} is not in the store",
+                address=address.hex(),
+            )
+            if result is None
+            else result
+            for address, result in zip(addresses, found, strict=True)
+        ]
 
     # -- writing -------------------------------------------------------------
 

@@ -181,12 +181,15 @@ def _windows(
 
 
 class _Context:
-    __slots__ = ("indexes", "load", "loaded")
+    """What rows share: the indexes, the loader, and counters."""
+
+    __slots__ = ("indexes", "load", "loaded", "seen")
 
     def __init__(self, view: View) -> None:
         self.indexes = view.indexes
         self.load = view.load
         self.loaded = 0
+        self.seen = 0
 
 
 class _Row:
@@ -235,7 +238,8 @@ class _Choice:
     """Where candidates come from."""
 
     index: FieldIndex | None = None
-    intervals: list[Interval] | None = None  # None: the whole index
+    # Positions in the index's order; None: the whole index, in order.
+    spans: list[tuple[int, int]] | None = None
     consumed: list[Filter] = field(default_factory=list)
     count: int | None = None
     ordered: SortKey | None = None
@@ -265,8 +269,8 @@ def _plan(
             if len(found) == 1 and span is not None:
                 span = intersect(span, found[0])
         if single:
-            ranges = [span] if span is not None else []
-            options.append(_Choice(index, ranges, single, index.count(ranges)))
+            ranges = index.spans([span] if span is not None else [])
+            options.append(_Choice(index, ranges, single, _total(ranges)))
         for part, found in items:
             if len(found) == 1:
                 continue
@@ -275,8 +279,9 @@ def _plan(
                 piece = intersect(interval, span) if span is not None else None
                 if piece is not None:
                     clipped.append(piece)
+            ranges = index.spans(clipped)
             options.append(
-                _Choice(index, clipped, [*single, part], index.count(clipped))
+                _Choice(index, ranges, [*single, part], _total(ranges))
             )
     best = min(options, key=lambda choice: choice.count or 0, default=None)
 
@@ -296,20 +301,26 @@ def _plan(
     return best or _Choice(count=size)
 
 
+def _total(spans: list[tuple[int, int]]) -> int:
+    return sum(stop - start for start, stop in spans)
+
+
 # -- running -----------------------------------------------------------------
 
 
 def _candidates(choice: _Choice, view: View, ctx: _Context) -> Iterator[_Row]:
     if choice.index is None:
         for doc_id, head in view.scan():
+            ctx.seen += 1
             yield _Row(ctx, doc_id, head)
         return
     descending = choice.ordered is not None and choice.ordered.descending
-    if choice.intervals is None:
+    if choice.spans is None:
         ids = choice.index.in_order(descending)
     else:
-        ids = choice.index.scan(choice.intervals, descending)
+        ids = choice.index.scan_spans(choice.spans, descending)
     for doc_id in ids:
+        ctx.seen += 1
         yield _Row(ctx, doc_id, view.head(doc_id))
 
 
@@ -333,20 +344,12 @@ def run_query(spec: QuerySpec, view: View, started: float) -> QueryResult:
     choice = _plan(spec.condition, spec.sort, view)
     test, residual = _residual(spec.condition, choice, view)
     rows = _candidates(choice, view, ctx)
-    seen = 0
-
-    def counted() -> Iterator[_Row]:
-        nonlocal seen
-        for row in rows:
-            seen += 1
-            yield row
-
     id_ordered = choice.index is None
     streaming = choice.ordered is not None or (not spec.sort and id_ordered)
     if streaming:
-        page, total = _stream(spec, counted(), test, choice.count)
+        page, total = _stream(spec, rows, test, choice.count)
     else:
-        page, total = _collect(spec, counted(), test, id_ordered)
+        page, total = _collect(spec, rows, test, id_ordered)
 
     tree = (
         None if spec.projection is None else projection_tree(spec.projection)
@@ -360,7 +363,7 @@ def run_query(spec: QuerySpec, view: View, started: float) -> QueryResult:
     if spec.explain:
         access = view.access
         if choice.index is not None:
-            access = "index order" if choice.intervals is None else "index"
+            access = "index order" if choice.spans is None else "index"
         plan = Plan(
             access,
             choice.index.path.text if choice.index is not None else None,
@@ -369,7 +372,7 @@ def run_query(spec: QuerySpec, view: View, started: float) -> QueryResult:
             "none"
             if not spec.sort
             else ("index" if choice.ordered is not None else "memory"),
-            seen,
+            ctx.seen,
             ctx.loaded,
         )
     elapsed = time.perf_counter() - started

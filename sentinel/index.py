@@ -172,28 +172,32 @@ class FieldIndex:
     def __len__(self) -> int:
         return len(self.keys)
 
-    def _span(self, interval: Interval) -> tuple[int, int]:
+    def spans(self, intervals: list[Interval]) -> list[tuple[int, int]]:
+        """Positions ``(start, stop)`` of each interval in `order`.
+        Runtime: two binary searches per interval."""
         order = self.order
-        return order.bisect_left(interval.low), order.bisect_left(
-            interval.high
-        )
+        found = []
+        for low, high in intervals:
+            start, stop = order.bisect_left(low), order.bisect_left(high)
+            found.append((start, max(start, stop)))
+        return found
 
     def count(self, intervals: list[Interval]) -> int:
-        """Entries within `intervals`.  Runtime: two binary searches per
-        interval."""
-        total = 0
-        for interval in intervals:
-            start, stop = self._span(interval)
-            total += max(0, stop - start)
-        return total
+        """Entries within `intervals`."""
+        return sum(stop - start for start, stop in self.spans(intervals))
 
     def scan(
         self, intervals: list[Interval], descending: bool = False
     ) -> Iterator[str]:
-        """Ids within `intervals` in key order, equal keys in id order
-        (also when descending, which is what a stable sort over id order
+        """Ids within `intervals` in key order (see `scan_spans`)."""
+        return self.scan_spans(self.spans(intervals), descending)
+
+    def scan_spans(
+        self, spans: list[tuple[int, int]], descending: bool = False
+    ) -> Iterator[str]:
+        """Ids within `spans` in key order, equal keys in id order (also
+        when descending, which is what a stable sort over id order
         gives).  Runtime: O(log n) to start, O(1) per id."""
-        spans = [self._span(interval) for interval in intervals]
         if not descending:
             for start, stop in spans:
                 for _, doc_id in self.order.islice(start, stop):
@@ -235,7 +239,8 @@ class IndexSet:
         self._refs: refs.CollectionRefs | None = None
         self._observing = False
         self._dirty: set[str] = set()
-        self._warned: set[str] = set()
+        # Definition text -> whether this version can parse it.
+        self._valid: dict[str, bool] = {}
         self.heads: dict[str, refs.Head] = {}
         self.indexes: dict[str, FieldIndex] = {}
         # Counters for tests and explain: full builds, and rebuilds
@@ -266,14 +271,17 @@ class IndexSet:
         than failing every query."""
         wanted = set()
         for text in refs_of.indexes:
-            try:
-                parse_path(text)
-            except InvalidQueryError:
-                if text not in self._warned:
-                    self._warned.add(text)
+            valid = self._valid.get(text)
+            if valid is None:
+                try:
+                    parse_path(text)
+                    valid = True
+                except InvalidQueryError:
                     log.warning("ignoring index on bad path %r", text)
-                continue
-            wanted.add(text)
+                    valid = False
+                self._valid[text] = valid
+            if valid:
+                wanted.add(text)
         return wanted
 
     def refresh(self, refs_of: refs.CollectionRefs) -> None:

@@ -189,11 +189,27 @@ class FieldPath:
 
 def parse_path(text: object) -> FieldPath:
     """Check and parse a dotted field path; `InvalidQueryError` names
-    what is wrong with it."""
+    what is wrong with it.  Parsed paths are cached (they are immutable),
+    since the same few paths are parsed by every query."""
     if type(text) is not str:
         raise InvalidQueryError(
             f"a field path is a str, not {type(text).__name__}"
         )
+    found = _parsed.get(text)
+    if found is None:
+        found = _parse(text)
+        if len(_parsed) >= _PARSED_LIMIT:
+            _parsed.clear()
+        _parsed[text] = found
+    return found
+
+
+# A plain dict: a lost race between threads only parses a path twice.
+_parsed: dict[str, FieldPath] = {}
+_PARSED_LIMIT = 4096
+
+
+def _parse(text: str) -> FieldPath:
     if not text:
         raise InvalidQueryError("malformed field path '': it is empty")
     try:
@@ -799,9 +815,15 @@ class QueryBuilder:
         self._explain = False
 
     def _with(self, **changes: Any) -> QueryBuilder:
-        twin = QueryBuilder()
-        for name in self.__slots__:
-            setattr(twin, name, changes.get(name, getattr(self, name)))
+        twin = QueryBuilder.__new__(QueryBuilder)
+        twin._conditions = self._conditions
+        twin._sort = self._sort
+        twin._limit = self._limit
+        twin._offset = self._offset
+        twin._projection = self._projection
+        twin._explain = self._explain
+        for name, value in changes.items():
+            setattr(twin, name, value)
         return twin
 
     def filter(self, field: str, op: str, value: Any = _UNSET) -> QueryBuilder:
