@@ -274,7 +274,14 @@ class Engine:
         self._dirty_end = 0
         self._closed = False
         self._reset_process_locals()
-        self._load()
+        try:
+            self._load()
+        except BaseException:
+            # Closing the lock descriptor also drops any lock it holds,
+            # so a failed open can never leave the store locked.
+            self.journal.close_quietly()
+            fs.close_quietly(self._lock_fd)
+            raise
         _engines.add(self)
 
     def _reset_process_locals(self) -> None:
@@ -330,6 +337,7 @@ class Engine:
 
     def _load_locked(self) -> None:
         with self._mutex:
+            self._repair()
             self._flock(fcntl.LOCK_SH)
             try:
                 self._read_table()
@@ -392,7 +400,9 @@ class Engine:
         while True:
             path = self.journal.path(pack)
             if not whole_tail and self.journal.is_free(pack, at):
-                dirty_end = at
+                # A torn tail found earlier may begin with a lost page;
+                # keep its end so the next write still zeroes all of it.
+                dirty_end = max(at, self._dirty_end)
                 break
             sealed_to = None
             for frame in self.journal.frames(pack, at):
@@ -468,6 +478,9 @@ class Engine:
         self.check_open()
         if os.getpid() != self._pid:
             self._after_fork()
+        if self.journal.broken is not None:
+            with self._mutex:
+                self._repair()
         pack, at = self.state.position
         if self.journal.is_free(pack, at):
             return
@@ -477,6 +490,28 @@ class Engine:
                 self._catch_up()
             finally:
                 self._flock(fcntl.LOCK_UN)
+
+    def _repair(self) -> None:
+        """Zero the frames of a failed write whose undo failed (holding
+        the mutex), or raise: until they are gone they may look valid,
+        and a write that raised must never become visible."""
+        broken = self.journal.broken
+        if broken is None:
+            return
+        pack, start, stop = broken
+        self._flock(fcntl.LOCK_EX)
+        try:
+            self.journal.advance(pack)
+            if not self.journal.erase(start, stop):
+                raise StoreIOError(
+                    errno.EIO,
+                    "a failed write could not be undone yet; the store "
+                    "refuses to read or write past it until it can",
+                    self.journal.path(pack),
+                )
+            self.journal.broken = None
+        finally:
+            self._flock(fcntl.LOCK_UN)
 
     # -- reading -------------------------------------------------------------
 
@@ -589,13 +624,7 @@ class Engine:
     def _run(self, group: list[_Request], leader: _Request) -> None:
         try:
             self.check_open()
-            if self.journal.broken:
-                raise StoreIOError(
-                    errno.EIO,
-                    "an earlier failed write could not be undone; close "
-                    "and reopen the store",
-                    self.journal.path(self.journal.current),
-                )
+            self._repair()
             self._flock(fcntl.LOCK_EX)
             try:
                 self._catch_up()

@@ -108,6 +108,15 @@ def close(fd: int, path: str) -> None:
         raise io_error(exc, path) from exc
 
 
+def close_quietly(fd: int) -> None:
+    """Close `fd` on a failure path, where a second error would only
+    hide the first."""
+    try:
+        _os.close(fd)
+    except OSError:
+        pass
+
+
 def write_all(fd: int, data: bytes, path: str) -> None:
     """Write every byte of `data`, looping over short writes."""
     view = memoryview(data)
@@ -291,6 +300,21 @@ def is_stale_temp(folder: str, name: str, max_age: float = 3600.0) -> bool:
     return age > max_age
 
 
+_orphans: set[str] = set()
+
+
+def _sweep_orphans() -> None:
+    """Retry removing temp files whose removal failed earlier."""
+    for temp in list(_orphans):
+        try:
+            _os.unlink(temp)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            continue
+        _orphans.discard(temp)
+
+
 def write_atomic(target: str, data: bytes) -> None:
     """Publish `data` at `target` durably, all or nothing.
 
@@ -300,6 +324,7 @@ def write_atomic(target: str, data: bytes) -> None:
     the old target or the new one, plus possibly a temp file that
     `Store.verify` reports and removes.
     """
+    _sweep_orphans()
     temp = temp_name(target)
     fd = open_fd(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
@@ -312,7 +337,11 @@ def write_atomic(target: str, data: bytes) -> None:
     except BaseException:
         try:
             _os.unlink(temp)
-        except OSError:
+        except FileNotFoundError:
             pass
+        except OSError:
+            # Removed at the next atomic write of this process (a live
+            # process's temp files are otherwise kept for an hour).
+            _orphans.add(temp)
         raise
     fsync_dir(os.path.dirname(target) or ".")

@@ -251,6 +251,9 @@ def parse_frames(data: bytes, pack: int, offset: int) -> Iterator[Frame]:
         at = stop
 
 
+_BROKEN: dict[str, tuple[int, int, int]] = {}
+
+
 class Journal:
     """The chain of pack files in ``objects/``.
 
@@ -273,7 +276,6 @@ class Journal:
         self._read_fds: dict[int, int] = {}
         self._write_fd: int | None = None
         self._allocated = 0
-        self.broken = False
 
     # -- paths and descriptors ---------------------------------------------
 
@@ -325,6 +327,31 @@ class Journal:
             self._write_fd = None
         for number, fd in fds:
             fs.close(fd, self.path(number))
+
+    @property
+    def broken(self) -> tuple[int, int, int] | None:
+        """A write that failed and could not be zeroed again: (pack,
+        start, stop).  Its frames may look valid though the write raised,
+        so nothing may read past `start` until they are zeroed.  Shared
+        by every handle of this process on the same store, since any of
+        them could otherwise apply those frames."""
+        return _BROKEN.get(self.folder)
+
+    @broken.setter
+    def broken(self, value: tuple[int, int, int] | None) -> None:
+        if value is None:
+            _BROKEN.pop(self.folder, None)
+        else:
+            _BROKEN[self.folder] = value
+
+    def close_quietly(self) -> None:
+        """Close every descriptor, ignoring errors (on a failure path)."""
+        fds = list(self._read_fds.values())
+        if self._write_fd is not None:
+            fds.append(self._write_fd)
+        self.forget_descriptors()
+        for fd in fds:
+            fs.close_quietly(fd)
 
     def forget_descriptors(self) -> None:
         """Drop descriptors without closing them (after fork, the child
@@ -504,7 +531,7 @@ class Journal:
                 fs.fdatasync(fd, path)
         except BaseException:
             if not self.erase(at, stop):
-                self.broken = True
+                self.broken = (self.current, at, stop)
             raise
 
     def erase(self, start: int, stop: int) -> bool:
@@ -512,11 +539,9 @@ class Journal:
         return whether that worked.
 
         Called while another error propagates, so its own failure is not
-        raised: it would mask the first error.  The caller marks the
-        journal `broken` instead, and the engine refuses further writes:
-        the failed frames may still be valid on disk, and a later reader
-        could apply them, so the outcome of that write is unknown until
-        the store is reopened and its tail classified again.
+        raised: it would mask the first error.  The caller records the
+        range in `broken` instead, and the engine retries the zeroing
+        before anything in this process reads or writes past it.
         """
         path = self.path(self.current)
         try:

@@ -24,19 +24,25 @@ from sentinel.verify import VerifyReport, verify
 
 
 def _empty_first_pack(path: str) -> bool:
-    """Whether `path` is pack 1 exactly as creation writes it: the
-    header alone.  Anything more means data lives here, and a folder
-    that lost its config must not be created again over it."""
+    """Whether `path` is pack 1 as creation writes it, or as a crash
+    during creation can leave it (a header that never reached the disk:
+    missing, partial or garbage).  A valid header followed by anything
+    but zeros means data lives here, and a folder that lost its config
+    must not be created again over it; `Journal.create_pack` refuses to
+    replace a pack holding frames as a second guard."""
     if os.path.basename(path) != journal.pack_name(1):
         return False
     if fs.kind(path) != "file":
         return False
     fd = fs.open_fd(path, os.O_RDONLY | os.O_NOFOLLOW)
     try:
-        data = fs.pread(fd, journal.PACK_HEADER_SIZE + 1, 0, path)
+        data = fs.pread(fd, 64 * 1024, 0, path)
     finally:
         fs.close(fd, path)
-    return data == journal.pack_header(1)
+    header = journal.pack_header(1)
+    if data[: len(header)] != header:
+        return True
+    return not data[len(header) :].strip(b"\0")
 
 
 # What an unfinished creation may have left inside each folder.  A ref
@@ -252,11 +258,29 @@ def _create(root: str) -> None:
             if not fs.exists(path):
                 fs.mkdir(path)
         fs.fsync_dir(root)
+        # The store's own name must be durable before the config makes it
+        # a store; an earlier attempt may have created the folders and
+        # failed to sync them, so the parents are synced every time.
+        _sync_parents(root)
         packs = journal.Journal(os.path.join(root, "objects"))
         packs.create_pack(1)
         config.write(root)
     finally:
-        fs.close(lock_fd, lock_path)
+        # Unlock first: if closing is interrupted, the lock is gone.
+        try:
+            fs.flock(lock_fd, fcntl.LOCK_UN, lock_path)
+        finally:
+            fs.close(lock_fd, lock_path)
+
+
+def _sync_parents(root: str) -> None:
+    folder = os.path.dirname(root)
+    while True:
+        fs.fsync_dir(folder)
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return
+        folder = parent
 
 
 def _refuse_foreign(root: str) -> None:
