@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from sentinel import aggregate as _aggregate
 from sentinel import codec, journal, merge, names, objects, refs
 from sentinel import execution as _execution
 from sentinel import index as _index
@@ -681,7 +682,7 @@ class Collection:
         refs_of = self._refs()
         if moment is not None:
             view = _execution.HistoryView(
-                refs_of, engine.state_lock, self._load, moment
+                refs_of, engine.state_lock, self._load_many, moment
             )
             return _execution.run_query(spec, view, started)
         index_set = self._index_set()
@@ -689,7 +690,7 @@ class Collection:
             index_set.refresh(refs_of)
             active = index_set if index_set.indexes else None
             live = _execution.LiveView(
-                refs_of, engine.state_lock, self._load, active
+                refs_of, engine.state_lock, self._load_many, active
             )
             return _execution.run_query(spec, live, started)
 
@@ -711,10 +712,10 @@ class Collection:
         counts documents; with one, those where it is present and not
         null.  The others skip values that are not numbers (booleans
         included); ``sum`` of none is 0, the rest None.  See
-        `sentinel.query.Aggregation` for the exact rules.  Runtime: as
+        `sentinel.aggregate` for the exact rules.  Runtime: as
         `query`; fields that are indexed are read from the index.
         """
-        aggregation = _query.Aggregation(operation, field, group_by)
+        aggregation = _aggregate.Aggregation(operation, field, group_by)
         condition = _query.filter_only(where)
         moment = None if as_of is None else parse_moment(as_of)
         engine = self._engine
@@ -722,7 +723,7 @@ class Collection:
         refs_of = self._refs()
         if moment is not None:
             view = _execution.HistoryView(
-                refs_of, engine.state_lock, self._load, moment
+                refs_of, engine.state_lock, self._load_many, moment
             )
             return _execution.run_aggregate(aggregation, condition, view)
         index_set = self._index_set()
@@ -730,7 +731,7 @@ class Collection:
             index_set.refresh(refs_of)
             active = index_set if index_set.indexes else None
             live = _execution.LiveView(
-                refs_of, engine.state_lock, self._load, active
+                refs_of, engine.state_lock, self._load_many, active
             )
             return _execution.run_aggregate(aggregation, condition, live)
 
@@ -803,9 +804,30 @@ class Collection:
         `Collection` per name)."""
         found = self.__dict__.get("_indexes")
         if found is None:
-            fresh = _index.IndexSet(self._engine.state_lock, self._load)
+            fresh = _index.IndexSet(self._engine.state_lock, self._load_many)
             found = self.__dict__.setdefault("_indexes", fresh)
         return found
+
+    def _load_many(
+        self, heads: list[tuple[str, refs.Head]]
+    ) -> list[Document | Exception]:
+        """`_load` for many heads, read in pack order with neighbours
+        fetched together (`Engine.read_many`).  A document that fails
+        its checks gets its error in its place, for the caller to raise
+        if it needs that document."""
+        found = self._engine.read_many([head.address for _, head in heads])
+        docs: list[Document | Exception] = []
+        for (doc_id, head), result in zip(heads, found, strict=True):
+            if isinstance(result, Exception):
+                docs.append(result)
+                continue
+            try:
+                docs.append(
+                    self._checked(doc_id, head, _as_version(result, head))
+                )
+            except CorruptObjectError as exc:
+                docs.append(exc)
+        return docs
 
 
 def _version_number(value: object) -> int:

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sentinel import refs
+from sentinel.aggregate import Aggregation
 from sentinel.document import Document
 from sentinel.index import (
     EVERY_ENTRY,
@@ -39,11 +40,10 @@ from sentinel.index import (
     IndexSet,
     Interval,
     intersect,
+    intervals_of,
 )
-from sentinel.index import intervals_of as _intervals_of
 from sentinel.query import (
     NULL,
-    Aggregation,
     And,
     Condition,
     FieldPath,
@@ -57,13 +57,17 @@ from sentinel.query import (
     compile_condition,
     conjuncts,
     key_at,
+    paths_of,
     projected,
     projection_tree,
     sort_rows,
 )
 
-Loader = Callable[[str, refs.Head], Document]
-# Refs copied per step of a scan: the state lock is held that long.
+# Loads documents for (id, head) pairs, reading in pack order; a failure
+# is returned in its place (see `Collection._load_many`).
+LoadMany = Callable[[list[tuple[str, refs.Head]]], list[Document | Exception]]
+# Refs copied, or candidates read, per step: the state lock is held that
+# long, and that many documents are fetched by one `read_many`.
 _WINDOW = 1024
 
 
@@ -73,20 +77,20 @@ _WINDOW = 1024
 class LiveView:
     """The collection as it is now, with its indexes when it has any.
 
-    With an `IndexSet`, `heads` and `indexes` are its snapshot (hold its
-    lock while the view is in use).
+    With an `IndexSet`, its `heads` and `indexes` are the snapshot the
+    query sees (hold its lock while the view is in use).
     """
 
     def __init__(
         self,
         refs_of: refs.CollectionRefs,
         state_lock: threading.Lock,
-        load: Loader,
+        load_many: LoadMany,
         index_set: IndexSet | None,
     ) -> None:
         self._refs = refs_of
         self._state_lock = state_lock
-        self.load = load
+        self.load_many = load_many
         self._heads = index_set.heads if index_set is not None else None
         self.indexes: dict[str, FieldIndex] = (
             index_set.indexes if index_set is not None else {}
@@ -101,21 +105,28 @@ class LiveView:
 
     def head(self, doc_id: str) -> refs.Head:
         """The head of an id the indexes returned."""
-        assert self._heads is not None
+        if self._heads is None:
+            raise LookupError("this view has no indexes")
         return self._heads[doc_id]
 
-    def scan(self) -> Iterator[tuple[str, refs.Head]]:
-        """Live ids and heads in id order."""
+    def scan(self) -> Iterator[list[tuple[str, refs.Head]]]:
+        """Live ids and heads in id order, a window at a time."""
         snapshot = self._heads
-        for doc_id, head in _windows(self._refs, self._state_lock, None):
+        for window in _windows(self._refs, self._state_lock, None):
             if snapshot is not None:
                 # The indexes' snapshot decides, not the refs, which may
                 # have moved since.
-                found = snapshot.get(doc_id)
-                if found is not None:
-                    yield doc_id, found
-            elif head is not None and not head.deleted:
-                yield doc_id, head
+                yield [
+                    (doc_id, snapshot[doc_id])
+                    for doc_id, _ in window
+                    if doc_id in snapshot
+                ]
+            else:
+                yield [
+                    (doc_id, head)
+                    for doc_id, head in window
+                    if head is not None and not head.deleted
+                ]
 
 
 class HistoryView:
@@ -126,12 +137,12 @@ class HistoryView:
         self,
         refs_of: refs.CollectionRefs,
         state_lock: threading.Lock,
-        load: Loader,
+        load_many: LoadMany,
         micros: int,
     ) -> None:
         self._refs = refs_of
         self._state_lock = state_lock
-        self.load = load
+        self.load_many = load_many
         self._micros = micros
         self.indexes: dict[str, FieldIndex] = {}
         self.access = "history scan"
@@ -142,12 +153,13 @@ class HistoryView:
     def head(self, doc_id: str) -> refs.Head:
         raise LookupError("a history view has no indexes")
 
-    def scan(self) -> Iterator[tuple[str, refs.Head]]:
-        for doc_id, head in _windows(
-            self._refs, self._state_lock, self._micros
-        ):
-            if head is not None and not head.deleted:
-                yield doc_id, head
+    def scan(self) -> Iterator[list[tuple[str, refs.Head]]]:
+        for window in _windows(self._refs, self._state_lock, self._micros):
+            yield [
+                (doc_id, head)
+                for doc_id, head in window
+                if head is not None and not head.deleted
+            ]
 
 
 View = LiveView | HistoryView
@@ -155,7 +167,7 @@ View = LiveView | HistoryView
 
 def _windows(
     refs_of: refs.CollectionRefs, lock: threading.Lock, micros: int | None
-) -> Iterator[tuple[str, refs.Head | None]]:
+) -> Iterator[list[tuple[str, refs.Head | None]]]:
     """Every id with its head (or, given `micros`, its version at that
     time, None before the first), in id order, copied a window at a time
     under `lock` so writers wait only briefly."""
@@ -171,7 +183,7 @@ def _windows(
                     window.append((doc_id, refs_of.at_time(doc_id, micros)))
                 if len(window) >= _WINDOW:
                     break
-        yield from window
+        yield window
         if len(window) < _WINDOW:
             return
         start = window[-1][0]
@@ -183,18 +195,29 @@ def _windows(
 class _Context:
     """What rows share: the indexes, the loader, and counters."""
 
-    __slots__ = ("indexes", "load", "loaded", "seen")
+    __slots__ = ("indexes", "load_many", "loaded", "seen")
 
     def __init__(self, view: View) -> None:
         self.indexes = view.indexes
-        self.load = view.load
+        self.load_many = view.load_many
         self.loaded = 0
         self.seen = 0
+
+    def fill(self, rows: list[_Row]) -> None:
+        """Read the documents of `rows` that are not read yet, together."""
+        missing = [row for row in rows if row.doc is None]
+        if not missing:
+            return
+        found = self.load_many([(row.doc_id, row.head) for row in missing])
+        self.loaded += len(missing)
+        for row, doc in zip(missing, found, strict=True):
+            row.doc = doc
 
 
 class _Row:
     """One candidate: its keys come from an index when the path is
-    indexed, else from the document, read on first need."""
+    indexed, else from the document, read on first need.  `doc` may hold
+    the error reading it gave, raised only if the document is needed."""
 
     __slots__ = ("doc_id", "head", "doc", "pinned", "ctx")
 
@@ -202,7 +225,7 @@ class _Row:
         self.ctx = ctx
         self.doc_id = doc_id
         self.head = head
-        self.doc: Document | None = None
+        self.doc: Document | Exception | None = None
         self.pinned: dict[FieldPath, Key] | None = None
 
     def key(self, path: FieldPath) -> Key:
@@ -217,8 +240,11 @@ class _Row:
     def document(self) -> Document:
         doc = self.doc
         if doc is None:
-            doc = self.doc = self.ctx.load(self.doc_id, self.head)
-            self.ctx.loaded += 1
+            self.ctx.fill([self])
+            doc = self.doc
+        if isinstance(doc, Exception):
+            raise doc
+        assert doc is not None
         return doc
 
     def pin(self, paths: list[FieldPath]) -> None:
@@ -253,7 +279,7 @@ def _plan(
     by_path: dict[str, list[tuple[Filter, list[Interval]]]] = {}
     for part in conjuncts(condition):
         if isinstance(part, Filter) and part.path.text in indexes:
-            found = _intervals_of(part)
+            found = intervals_of(part)
             if found is not None:
                 by_path.setdefault(part.path.text, []).append((part, found))
 
@@ -308,25 +334,65 @@ def _total(spans: list[tuple[int, int]]) -> int:
 # -- running -----------------------------------------------------------------
 
 
-def _candidates(choice: _Choice, view: View, ctx: _Context) -> Iterator[_Row]:
-    if choice.index is None:
-        for doc_id, head in view.scan():
-            ctx.seen += 1
-            yield _Row(ctx, doc_id, head)
+def _candidates(
+    choice: _Choice, view: View, ctx: _Context, prefetch: bool
+) -> Iterator[_Row]:
+    """The candidate rows in the choice's order.  With `prefetch`, the
+    documents of each window are read together before its rows are
+    used (worth it when most of them will be read anyway); without, an
+    index is read lazily, so a query that stops early reads little."""
+    if prefetch or choice.index is None:
+        for window in _chunks(choice, view):
+            rows = [_Row(ctx, doc_id, head) for doc_id, head in window]
+            if prefetch:
+                ctx.fill(rows)
+            for row in rows:
+                ctx.seen += 1
+                yield row
         return
-    descending = choice.ordered is not None and choice.ordered.descending
-    if choice.spans is None:
-        ids = choice.index.in_order(descending)
-    else:
-        ids = choice.index.scan_spans(choice.spans, descending)
-    for doc_id in ids:
+    for doc_id in _ids(choice):
         ctx.seen += 1
         yield _Row(ctx, doc_id, view.head(doc_id))
 
 
+def _ids(choice: _Choice) -> Iterator[str]:
+    """The ids an index choice yields, in its order."""
+    assert choice.index is not None
+    descending = choice.ordered is not None and choice.ordered.descending
+    if choice.spans is None:
+        return choice.index.in_order(descending)
+    return choice.index.scan_spans(choice.spans, descending)
+
+
+def _chunks(
+    choice: _Choice, view: View
+) -> Iterator[list[tuple[str, refs.Head]]]:
+    if choice.index is None:
+        yield from view.scan()
+        return
+    window: list[tuple[str, refs.Head]] = []
+    for doc_id in _ids(choice):
+        window.append((doc_id, view.head(doc_id)))
+        if len(window) >= _WINDOW:
+            yield window
+            window = []
+    if window:
+        yield window
+
+
+def _needs_documents(
+    condition: Condition | None, view: View, *extra: FieldPath | None
+) -> bool:
+    """Whether checking `condition` (and reading `extra` paths) reads
+    fields that no index holds."""
+    paths = paths_of(condition) | {path for path in extra if path}
+    return any(path.text not in view.indexes for path in paths)
+
+
 def _residual(
     condition: Condition | None, choice: _Choice, view: View
-) -> tuple[Predicate | None, str | None]:
+) -> tuple[Condition | None, Predicate | None]:
+    """The conditions the access path did not answer, and their test."""
     consumed = {id(part) for part in choice.consumed}
     rest = [part for part in conjuncts(condition) if id(part) not in consumed]
     if not rest:
@@ -334,7 +400,7 @@ def _residual(
     whole = rest[0] if len(rest) == 1 else And(tuple(rest))
     indexes = view.indexes
     test = compile_condition(whole, lambda path: path.text in indexes)
-    return test, str(whole)
+    return whole, test
 
 
 def run_query(spec: QuerySpec, view: View, started: float) -> QueryResult:
@@ -342,18 +408,31 @@ def run_query(spec: QuerySpec, view: View, started: float) -> QueryResult:
     the caller began at, so `execution_time` includes refreshing."""
     ctx = _Context(view)
     choice = _plan(spec.condition, spec.sort, view)
-    test, residual = _residual(spec.condition, choice, view)
-    rows = _candidates(choice, view, ctx)
+    residual, test = _residual(spec.condition, choice, view)
+    prefetch = _needs_documents(residual, view) or (
+        test is None and spec.limit is None
+    )
     id_ordered = choice.index is None
     streaming = choice.ordered is not None or (not spec.sort and id_ordered)
-    if streaming:
+    if (
+        choice.index is not None
+        and choice.spans is not None
+        and not (test or spec.sort)
+    ):
+        # The index answers the whole filter and no order is asked for:
+        # the ids are the result, and only the page is read.
+        page, total = _direct(spec, choice, view, ctx)
+    elif streaming:
+        rows = _candidates(choice, view, ctx, prefetch)
         page, total = _stream(spec, rows, test, choice.count)
     else:
+        rows = _candidates(choice, view, ctx, prefetch)
         page, total = _collect(spec, rows, test, id_ordered)
 
     tree = (
         None if spec.projection is None else projection_tree(spec.projection)
     )
+    ctx.fill(page)
     documents = []
     for row in page:
         doc = row.document()
@@ -368,7 +447,7 @@ def run_query(spec: QuerySpec, view: View, started: float) -> QueryResult:
             access,
             choice.index.path.text if choice.index is not None else None,
             " and ".join(map(str, choice.consumed)) or None,
-            residual,
+            None if residual is None else str(residual),
             "none"
             if not spec.sort
             else ("index" if choice.ordered is not None else "memory"),
@@ -377,6 +456,23 @@ def run_query(spec: QuerySpec, view: View, started: float) -> QueryResult:
         )
     elapsed = time.perf_counter() - started
     return QueryResult(documents, total, elapsed, plan)
+
+
+def _direct(
+    spec: QuerySpec, choice: _Choice, view: View, ctx: _Context
+) -> tuple[list[_Row], int]:
+    """The page of an index choice that needs no further test or sort:
+    its ids, in id order, sliced."""
+    assert choice.index is not None and choice.spans is not None
+    ids = choice.index.ids_in(choice.spans)
+    ids.sort()
+    ctx.seen = len(ids)
+    end = None if spec.limit is None else spec.offset + spec.limit
+    page = [
+        _Row(ctx, doc_id, view.head(doc_id))
+        for doc_id in ids[spec.offset : end]
+    ]
+    return page, len(ids)
 
 
 def _stream(
@@ -450,15 +546,16 @@ def run_aggregate(
     result."""
     ctx = _Context(view)
     choice = _plan(condition, (), view)
-    test, _ = _residual(condition, choice, view)
+    residual, test = _residual(condition, choice, view)
     paths = [
         path
         for path in (aggregation.field, aggregation.group_by)
         if path is not None
     ]
+    prefetch = _needs_documents(residual, view, *paths)
     matches = (
         row
-        for row in _candidates(choice, view, ctx)
+        for row in _candidates(choice, view, ctx, prefetch)
         if test is None or test(row)
     )
     if choice.index is not None:

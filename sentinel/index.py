@@ -71,7 +71,9 @@ HIGH_ID = "\x7f"
 # Ids read per step of a build, so the state lock is held briefly.
 _WINDOW = 1024
 
-Loader = Callable[[str, refs.Head], Document]
+# Loads documents for (id, head) pairs in one batch, a failure in the
+# place of its document (see `Collection._load_many`).
+LoadMany = Callable[[list[tuple[str, refs.Head]]], list[Document | Exception]]
 
 
 class Interval(NamedTuple):
@@ -182,6 +184,15 @@ class FieldIndex:
             found.append((start, max(start, stop)))
         return found
 
+    def ids_in(self, spans: list[tuple[int, int]]) -> list[str]:
+        """The ids within `spans`, in key order."""
+        order = self.order
+        return [
+            doc_id
+            for start, stop in spans
+            for _, doc_id in order.islice(start, stop)
+        ]
+
     def count(self, intervals: list[Interval]) -> int:
         """Entries within `intervals`."""
         return sum(stop - start for start, stop in self.spans(intervals))
@@ -232,15 +243,19 @@ class IndexSet:
     observer takes neither, so there is no lock-order cycle.
     """
 
-    def __init__(self, state_lock: threading.Lock, load: Loader) -> None:
+    def __init__(
+        self, state_lock: threading.Lock, load_many: LoadMany
+    ) -> None:
         self.lock = threading.Lock()
         self._state_lock = state_lock
-        self._load = load
+        self._load_many = load_many
         self._refs: refs.CollectionRefs | None = None
         self._observing = False
         self._dirty: set[str] = set()
         # Definition text -> whether this version can parse it.
         self._valid: dict[str, bool] = {}
+        # The definitions as of the last refresh.
+        self._defined: set[str] = set()
         self.heads: dict[str, refs.Head] = {}
         self.indexes: dict[str, FieldIndex] = {}
         # Counters for tests and explain: full builds, and rebuilds
@@ -294,9 +309,19 @@ class IndexSet:
         changes not yet applied stay noted for the next call.
         """
         with self._state_lock:
+            if (
+                refs_of is self._refs
+                and self._observing
+                and not self._dirty
+                and refs_of.indexes == self._defined
+                and self._consistent(refs_of.live)
+            ):
+                # Nothing changed since the last call: the common case.
+                return
             if refs_of is not self._refs:
                 self._detach()
                 self._refs = refs_of
+            self._defined = set(refs_of.indexes)
             wanted = self._wanted(refs_of)
             if not wanted:
                 self._detach()
@@ -335,10 +360,15 @@ class IndexSet:
                     window.append((doc_id, refs_of.heads[doc_id]))
                     if len(window) >= _WINDOW:
                         break
-            for doc_id, head in window:
-                if head.deleted:
-                    continue
-                data = self._load(doc_id, head).data
+            live = [
+                (doc_id, head) for doc_id, head in window if not head.deleted
+            ]
+            for (doc_id, head), doc in zip(
+                live, self._load_many(live), strict=True
+            ):
+                if isinstance(doc, Exception):
+                    raise doc
+                data = doc.data
                 heads[doc_id] = head
                 for found, path in zip(entries, paths, strict=True):
                     found.append((key_at(data, path), doc_id))
@@ -358,26 +388,40 @@ class IndexSet:
             dirty, self._dirty = self._dirty, set()
             changed = [(doc_id, refs_of.heads.get(doc_id)) for doc_id in dirty]
             live = refs_of.live
-        for position, (doc_id, head) in enumerate(changed):
-            try:
-                self._apply(doc_id, head)
-            except BaseException:
-                with self._state_lock:
-                    self._dirty.update(item for item, _ in changed[position:])
-                raise
+        try:
+            self._apply(changed)
+        except BaseException:
+            # Whatever was not applied is noted again, so the next use
+            # retries it rather than trusting a stale entry.
+            with self._state_lock:
+                self._dirty.update(doc_id for doc_id, _ in changed)
+            raise
+        return self._consistent(live)
+
+    def _consistent(self, live: int) -> bool:
+        """Whether every index holds exactly `live` documents."""
         return len(self.heads) == live and all(
             len(index) == live for index in self.indexes.values()
         )
 
-    def _apply(self, doc_id: str, head: refs.Head | None) -> None:
-        if head is None or head.deleted:
-            self.heads.pop(doc_id, None)
-            for index in self.indexes.values():
-                index.remove(doc_id)
-            return
-        if self.heads.get(doc_id) == head:
-            return
-        data = self._load(doc_id, head).data
-        for index in self.indexes.values():
-            index.put(doc_id, key_at(data, index.path))
-        self.heads[doc_id] = head
+    def _apply(self, changed: list[tuple[str, refs.Head | None]]) -> None:
+        """Remove dead ids, and re-read changed ones a window at a time."""
+        wanted: list[tuple[str, refs.Head]] = []
+        for doc_id, head in changed:
+            if head is None or head.deleted:
+                self.heads.pop(doc_id, None)
+                for index in self.indexes.values():
+                    index.remove(doc_id)
+            elif self.heads.get(doc_id) != head:
+                wanted.append((doc_id, head))
+        for start in range(0, len(wanted), _WINDOW):
+            window = wanted[start : start + _WINDOW]
+            for (doc_id, head), doc in zip(
+                window, self._load_many(window), strict=True
+            ):
+                if isinstance(doc, Exception):
+                    raise doc
+                data = doc.data
+                for index in self.indexes.values():
+                    index.put(doc_id, key_at(data, index.path))
+                self.heads[doc_id] = head

@@ -26,7 +26,7 @@ Building a query
 
     A Mongo-style dict is a second front end onto the same conditions:
     ``{"age": {"$gt": 25}, "$or": [{"a": 1}, {"b": 2}]}`` (see
-    `from_mongo`).
+    `sentinel.mongo`).  Aggregation is in `sentinel.aggregate`.
 
 Field paths
     A dotted path into the document's `data`: ``"address.city"``.  A
@@ -72,15 +72,6 @@ Sorting
     Each key is ascending or descending; documents missing the field come
     last in either direction.  The sort is stable over document id order,
     so ties, and the result of a query without `sort`, are in id order.
-
-Aggregation
-    `Aggregation` computes ``count``, ``sum``, ``avg``, ``min`` or ``max``.
-    ``count`` without a field counts matching documents; with a field, the
-    documents where it is present and not null.  The others use numbers
-    only: missing fields, null, booleans, strings, arrays and objects are
-    skipped.  ``sum`` of nothing is 0; ``avg``, ``min`` and ``max`` of
-    nothing are None.  Sums of floats are exact-rounded (`math.fsum`), so
-    they do not depend on the order documents are read in.
 """
 
 from __future__ import annotations
@@ -434,17 +425,18 @@ class Filter:
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("Filter is immutable")
 
+    def _identity(self) -> tuple[str, str, Key]:
+        # Operands compare as queries compare values: True is not 1.
+        value = list(self.value) if type(self.value) is tuple else self.value
+        return self.field, self.op, order_key(value)
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Filter):
             return NotImplemented
-        return (self.field, self.op, self.value) == (
-            other.field,
-            other.op,
-            other.value,
-        )
+        return self._identity() == other._identity()
 
     def __hash__(self) -> int:
-        return hash((self.field, self.op, repr(self.value)))
+        return hash(self._identity())
 
     def __repr__(self) -> str:
         return f"Filter({self.field!r}, {self.op!r}, {self.value!r})"
@@ -494,6 +486,8 @@ def condition_of(item: object) -> Condition:
     if isinstance(item, QueryBuilder):
         return And(item._conditions)
     if isinstance(item, Mapping):
+        from sentinel.mongo import from_mongo
+
         return from_mongo(item)
     if type(item) is tuple and len(item) in (2, 3):
         return Filter(*item)
@@ -582,89 +576,6 @@ def _all_cheap(
     condition: Condition, cheap: Callable[[FieldPath], bool]
 ) -> bool:
     return all(cheap(path) for path in paths_of(condition))
-
-
-# -- the Mongo-style front end -----------------------------------------------
-
-_MONGO_OPERATORS = {
-    "$eq": "equals",
-    "$ne": "not_equals",
-    "$gt": "greater_than",
-    "$gte": "greater_or_equal",
-    "$lt": "less_than",
-    "$lte": "less_or_equal",
-    "$in": "in",
-    "$nin": "not_in",
-    "$exists": "exists",
-    "$contains": "contains",
-    "$startsWith": "starts_with",
-    "$endsWith": "ends_with",
-}
-
-
-def from_mongo(spec: Mapping[str, Any]) -> Condition:
-    """Translate a Mongo-style filter into conditions.
-
-    ``{"age": {"$gt": 25}, "city": "Oslo"}`` is two filters that must both
-    hold; a plain value means ``equals`` (a dict without ``$`` keys is an
-    object to compare with).  Field operators: ``$eq``, ``$ne``, ``$gt``,
-    ``$gte``, ``$lt``, ``$lte``, ``$in``, ``$nin``, ``$exists``, ``$not``
-    and the extensions ``$contains``, ``$startsWith``, ``$endsWith``;
-    top level: ``$and``, ``$or``, ``$nor`` with a list of filters.  The
-    semantics are Sentinel's (see the module docstring), not MongoDB's:
-    in particular ``{"tags": "x"}`` does not look inside an array (use
-    ``$contains``).  Anything else raises `InvalidQueryError`.
-    """
-    if not isinstance(spec, Mapping):
-        raise InvalidQueryError(
-            f"a Mongo-style filter is a dict, not {type(spec).__name__}"
-        )
-    parts: list[Condition] = []
-    for name, value in spec.items():
-        if type(name) is not str:
-            raise InvalidQueryError(f"filter key {name!r} is not a str")
-        if name in ("$and", "$or", "$nor"):
-            if type(value) is not list or not value:
-                raise InvalidQueryError(f"{name} needs a non-empty list")
-            children = tuple(from_mongo(item) for item in value)
-            if name == "$and":
-                parts.append(And(children))
-            elif name == "$or":
-                parts.append(Or(children))
-            else:
-                parts.append(Not(Or(children)))
-        elif name.startswith("$"):
-            raise InvalidQueryError(f"unknown operator {name!r}")
-        else:
-            parts.extend(_mongo_field(name, value))
-    return parts[0] if len(parts) == 1 else And(tuple(parts))
-
-
-def _mongo_field(name: str, value: Any) -> list[Condition]:
-    if not isinstance(value, Mapping) or not value:
-        return [Filter(name, "equals", value)]
-    dollars = [type(key) is str and key.startswith("$") for key in value]
-    if not any(dollars):
-        return [Filter(name, "equals", dict(value))]
-    if not all(dollars):
-        raise InvalidQueryError(
-            f"filter on {name!r} mixes operators and plain keys"
-        )
-    found: list[Condition] = []
-    for operator, operand in value.items():
-        if operator == "$not":
-            if not isinstance(operand, Mapping):
-                raise InvalidQueryError("$not needs a dict of operators")
-            inner = _mongo_field(name, operand)
-            found.append(
-                Not(inner[0] if len(inner) == 1 else And(tuple(inner)))
-            )
-            continue
-        op = _MONGO_OPERATORS.get(operator)
-        if op is None:
-            raise InvalidQueryError(f"unknown operator {operator!r}")
-        found.append(Filter(name, op, operand))
-    return found
 
 
 # -- sorting and projection --------------------------------------------------
@@ -834,7 +745,9 @@ class QueryBuilder:
         )
 
     def where(self, spec: Mapping[str, Any]) -> QueryBuilder:
-        """Add a Mongo-style filter (see `from_mongo`)."""
+        """Add a Mongo-style filter (see `sentinel.mongo`)."""
+        from sentinel.mongo import from_mongo
+
         return self._with(_conditions=(*self._conditions, from_mongo(spec)))
 
     def and_(self, *conditions: object) -> QueryBuilder:
@@ -1003,95 +916,3 @@ class QueryResult:
     total_count: int
     execution_time: float
     plan: Plan | None = None
-
-
-# -- aggregation -------------------------------------------------------------
-
-AGGREGATIONS = ("count", "sum", "avg", "min", "max")
-
-
-class Aggregation:
-    """One aggregate over matching documents, optionally per group.
-
-    Feed it keys in document id order with `add`; `result` gives the
-    value, or with `group_by` a list of ``(group value, value)`` pairs in
-    the order of group values.  Documents missing the `group_by` field
-    are grouped with those where it is null, under None.  Where several
-    equal values could stand for a group or a minimum (``1`` and
-    ``1.0``), the first in id order is shown.  Runtime: O(1) per
-    document, memory O(groups).
-    """
-
-    __slots__ = ("operation", "field", "group_by", "_groups")
-
-    def __init__(
-        self,
-        operation: str,
-        field: str | None = None,
-        group_by: str | None = None,
-    ) -> None:
-        if operation not in AGGREGATIONS:
-            raise InvalidQueryError(
-                f"unknown aggregation {operation!r}; expected one of "
-                f"{', '.join(AGGREGATIONS)}"
-            )
-        if field is None and operation != "count":
-            raise InvalidQueryError(f"{operation} needs a field")
-        self.operation = operation
-        self.field = None if field is None else parse_path(field)
-        self.group_by = None if group_by is None else parse_path(group_by)
-        self._groups: dict[Key, list[Any]] = {}
-
-    def add(self, value: Key, group: Key = NULL) -> None:
-        """Count one matching document: `value` is the key of `field`
-        (ignored for a plain count), `group` the key of `group_by`."""
-        if group == MISSING:
-            group = NULL
-        state = self._groups.get(group)
-        if state is None:
-            # group key as first seen, count, int total, floats, best
-            state = self._groups[group] = [group, 0, 0, [], None]
-        if self.operation == "count":
-            if self.field is None or value not in (MISSING, NULL):
-                state[1] += 1
-            return
-        if value[0] != RANK_NUMBER:
-            return
-        number = value[1]
-        state[1] += 1
-        if type(number) is int:
-            state[2] += number
-        else:
-            state[3].append(number)
-        best = state[4]
-        if (
-            best is None
-            or (self.operation == "min" and number < best)
-            or (self.operation == "max" and number > best)
-        ):
-            state[4] = number
-
-    def _final(self, state: list[Any]) -> Any:
-        operation, count = self.operation, state[1]
-        if operation == "count":
-            return count
-        if operation in ("min", "max"):
-            return state[4]
-        if state[3]:
-            total: int | float = math.fsum([*state[3], state[2]])
-        else:
-            total = state[2]
-        if operation == "sum":
-            return total
-        return total / count if count else None
-
-    def result(self) -> Any:
-        if self.group_by is None:
-            state = self._groups.get(NULL)
-            if state is None:
-                return 0 if self.operation in ("count", "sum") else None
-            return self._final(state)
-        return [
-            (unkey(self._groups[group][0]), self._final(self._groups[group]))
-            for group in sorted(self._groups)
-        ]
