@@ -193,60 +193,27 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from cryptography.hazmat.primitives.ciphers.aead import AESGCMSIV
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 
+# The passphrase, key and signature errors live in `sentinel.errors` with
+# the rest of the hierarchy; they are imported here too, so code written
+# against this module alone (``crypto.IntegrityError``) keeps working.
 from sentinel.errors import (
-    CorruptionError,
+    CorruptKeyFileError,
     EncryptionUnavailableError,
+    IntegrityError,
     InvalidInputError,
-    SentinelError,
+    InvalidPassphraseError,
+    PassphraseError,  # noqa: F401 (re-exported)
+    PassphraseNotExpectedError,
+    PassphraseRequiredError,
+    SignatureError,
+    SignatureWarning,
+    UnknownSignerError,
     UnsupportedFormatError,
+    WrongPassphraseError,
 )
 from sentinel.objects import Address
 
 log = logging.getLogger(__name__)
-
-# -- errors -------------------------------------------------------------------
-# Defined here until they move into `sentinel.errors`.
-
-
-class PassphraseError(SentinelError):
-    """Root of the errors about a passphrase."""
-
-
-class InvalidPassphraseError(PassphraseError, InvalidInputError):
-    """The passphrase is empty, not a str, or not valid Unicode."""
-
-
-class WrongPassphraseError(PassphraseError):
-    """The passphrase does not unwrap the store's master key."""
-
-
-class PassphraseRequiredError(PassphraseError):
-    """The store is encrypted and no passphrase was given."""
-
-
-class PassphraseNotExpectedError(PassphraseError):
-    """A passphrase was given for a store that is not encrypted."""
-
-
-class CorruptKeyFileError(CorruptionError):
-    """The key file is damaged: wrong size, magic or checksum."""
-
-
-class IntegrityError(CorruptionError):
-    """Sealed bytes failed authentication: tampered or damaged."""
-
-
-class SignatureError(CorruptionError):
-    """A signature is missing, malformed or does not verify."""
-
-
-class UnknownSignerError(SignatureError):
-    """The signature names a different key than the one expected."""
-
-
-class SignatureWarning(UserWarning):
-    """Category of the warnings `VerificationOptions.warn()` issues."""
-
 
 # -- constants ----------------------------------------------------------------
 
