@@ -1,0 +1,330 @@
+"""Sealed objects: the object codec of a store opened with a passphrase.
+
+Pure given keys: no I/O.  Normative description:
+``objects_spec/encryption.md`` ("Sealed objects").  A sealed object keeps
+the 12-byte header of `sentinel.objects`, with encoding 2 and flags bit 0
+set, and its length field holding the length of the body that follows::
+
+    header   b"SNTO", type, 2, flags = 1, 0, u32 body length
+    body     nonce (12) || ciphertext || tag (16)        AES-256-GCM-SIV
+             plaintext: zstd frame of the payload
+                        || signer id (8) || Ed25519 signature (64)
+             associated data: header (12) || address (32)
+
+The address is the keyed BLAKE3 hash of the typed content (the same
+``b"version 123\\x00" + payload`` as a plain store's, but keyed with the
+addressing key), so equal versions still share one object while nobody
+without the key can test a guess against an address.  The signature,
+over ``crypto.SIGNATURE_DOMAIN || typed content``, is inside the sealed
+plaintext: it reveals nothing, and a changed signature byte is caught
+by the tag like any other.
+
+A read checks, in order: the header and the body's length (bounded
+before anything is decrypted), the tag (`IntegrityError`), the trailer,
+the zstd frame and its declared size (bounded by `MAX_PAYLOAD`), the
+keyed address, then the signature as `VerificationOptions` says.
+
+Runtime, 300-byte version, measured here: encode about 50 us, of which
+the Ed25519 signature is about 40 us; decode about 8 us more than a
+plain object's (open 2.4 us, keyed BLAKE3 as fast as the plain one),
+plus about 130 us when the signature is checked.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from sentinel import codec, crypto, names, objects
+from sentinel.document import Document
+from sentinel.errors import (
+    CorruptObjectError,
+    IntegrityError,
+    InvalidInputError,
+    SignatureError,
+)
+from sentinel.objects import Address, Encoded, Opened
+
+# The zstd bound of the largest payload, plus the trailer and the seal:
+# a header declaring more is refused before the body is decrypted.
+MAX_BODY = (
+    objects.MAX_PAYLOAD
+    + (objects.MAX_PAYLOAD >> 8)
+    + 1024
+    + crypto.TRAILER_SIZE
+    + crypto.SEAL_OVERHEAD
+)
+SILENT = crypto.VerificationOptions.silent()
+STRICT = crypto.VerificationOptions.strict()
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+class SealedCodec:
+    """Encrypts, signs and addresses objects with one store's `Keys`.
+
+    Thread-safe and fork-safe: it holds only immutable keys, and every
+    seal draws a fresh nonce from `os.urandom`.
+    """
+
+    signed = True
+
+    def __init__(self, keys: crypto.Keys) -> None:
+        self._keys = keys
+        self._sealing_key = keys.sealing_key
+        self._addressing_key = keys.addressing_key
+        self._signer = crypto.signer_id(keys.public_key)
+        self.public_key = keys.public_key
+
+    def address(self, kind: int, payload: bytes) -> Address:
+        """The keyed address of a payload of type `kind`.  ~1 us."""
+        return crypto.keyed_address(
+            self._addressing_key,
+            objects.type_prefix(kind, len(payload)),
+            payload,
+        )
+
+    def encode(self, kind: int, payload: bytes) -> Encoded:
+        """Address, sign, compress and seal one object.
+
+        Cost: about 50 us for a 300-byte payload (40 us of it is the
+        signature).  Raises nothing for a valid `kind`.
+        """
+        return self._encode(kind, payload, None)
+
+    def _encode(
+        self, kind: int, payload: bytes, nonce: bytes | None
+    ) -> Encoded:
+        """`encode` with a fixed `nonce` (test vectors) or a fresh one."""
+        prefix = objects.type_prefix(kind, len(payload))
+        address = crypto.keyed_address(self._addressing_key, prefix, payload)
+        signature = crypto.sign(self._keys, prefix + payload)
+        plaintext = b"".join(
+            (objects.compress(payload), self._signer, signature)
+        )
+        header = objects.HEADER.pack(
+            objects.MAGIC,
+            kind,
+            objects.ENCODING_SEALED,
+            objects.FLAG_SIGNED,
+            0,
+            len(plaintext) + crypto.SEAL_OVERHEAD,
+        )
+        associated = header + address
+        if nonce is None:
+            box = crypto.seal(self._sealing_key, plaintext, associated)
+        else:
+            box = crypto._seal_with_nonce(
+                self._sealing_key, nonce, plaintext, associated
+            )
+        return Encoded(address, header + box, signature)
+
+    def decode(
+        self,
+        stored: bytes,
+        address: bytes,
+        *,
+        path: str | None = None,
+        verification: crypto.VerificationOptions | None = None,
+    ) -> Opened:
+        """Check and open a sealed object; return type, payload and
+        signature.
+
+        Raises `CorruptObjectError` (header, length, zstd frame, keyed
+        address), `IntegrityError` (the tag fails: any changed byte of
+        header, body or placement) and, in strict mode, `SignatureError`
+        or `UnknownSignerError`; each names the address and the file.
+        In warn mode a bad signature is logged and warned about.
+        """
+
+        def corrupt(reason: str) -> CorruptObjectError:
+            return CorruptObjectError(
+                f"object {address.hex()} is corrupt: {reason}",
+                path=path,
+                address=address.hex(),
+            )
+
+        if len(stored) < objects.HEADER_SIZE:
+            raise corrupt("shorter than its header")
+        magic, kind, encoding, flags, reserved, length = (
+            objects.HEADER.unpack_from(stored)
+        )
+        if magic != objects.MAGIC:
+            raise corrupt("bad magic")
+        if kind not in objects.TYPE_NAMES:
+            raise corrupt(f"unknown object type {kind}")
+        if encoding != objects.ENCODING_SEALED:
+            # A plain object in an encrypted store was not written by
+            # this store; its address could not verify anyway.
+            raise corrupt(f"encoding {encoding} in an encrypted store")
+        if flags & ~objects.FLAG_SIGNED or reserved:
+            raise corrupt("reserved header bits are set")
+        trailer = crypto.TRAILER_SIZE if flags else 0
+        if length != len(stored) - objects.HEADER_SIZE:
+            raise corrupt("body length differs from its header")
+        if not crypto.SEAL_OVERHEAD + trailer <= length <= MAX_BODY:
+            raise corrupt(f"sealed body of {length:,} bytes")
+
+        header = stored[: objects.HEADER_SIZE]
+        try:
+            plaintext = crypto.open(
+                self._sealing_key,
+                memoryview(stored)[objects.HEADER_SIZE :],
+                header + address,
+            )
+        except IntegrityError as exc:
+            raise IntegrityError(
+                f"object {address.hex()} failed authentication: its bytes "
+                "were changed, or it was moved from another address",
+                path=path,
+                address=address.hex(),
+            ) from exc
+
+        signer: bytes | None = None
+        signature = b""
+        if trailer:
+            cut = len(plaintext) - trailer
+            signer = plaintext[cut : cut + crypto.SIGNER_ID_SIZE]
+            signature = plaintext[cut + crypto.SIGNER_ID_SIZE :]
+            plaintext = plaintext[:cut]
+        payload = objects.decompress_frame(plaintext, corrupt)
+
+        prefix = objects.type_prefix(kind, len(payload))
+        actual = crypto.keyed_address(self._addressing_key, prefix, payload)
+        if actual != address:
+            error = corrupt("content does not match its address")
+            error.expected = address.hex()
+            error.actual = actual.hex()
+            raise error
+
+        options = verification or SILENT
+        if options.checks_signatures:
+            try:
+                options.check(
+                    self.public_key,
+                    prefix + payload,
+                    signature,
+                    signer=signer,
+                    what=f"object {address.hex()}",
+                    stacklevel=_outside_depth(),
+                )
+            except SignatureError as exc:
+                exc.path = path
+                exc.address = address.hex()
+                raise
+        return Opened(kind, payload, signature)
+
+
+def _outside_depth() -> int:
+    """How many frames up the first caller outside this package is, as
+    seen from `SealedCodec.decode`: a warn-mode warning points there,
+    at the user's `get` or loop, whatever path led to the read."""
+    frame = sys._getframe(2)
+    depth = 1
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame = frame.f_back
+        depth += 1
+    return depth
+
+
+# -- verification outside the store ------------------------------------------
+
+_FIELDS = (
+    "collection",
+    "id",
+    "version",
+    "parent",
+    "created_at",
+    "updated_at",
+    "deleted",
+    "data",
+    "signature",
+)
+
+
+def signed_message(version: Document | Mapping[str, Any]) -> bytes:
+    """The typed content a version's signature signs, rebuilt from the
+    version's fields.
+
+    `version` is a `Document` or a mapping with the keys ``collection,
+    id, version, parent, created_at, updated_at, deleted, data`` (the
+    version object's fields; ``parent`` is a hex address or None).
+    Raises `InvalidInputError` for a missing or mistyped field.  Cost:
+    one canonical encoding of the data.
+    """
+    fields = _fields_of(version)
+    parent = fields["parent"]
+    if parent is not None and (type(parent) is not str or len(parent) != 64):
+        raise InvalidInputError("parent must be a hex address or None")
+    for key in ("created_at", "updated_at"):
+        if type(fields[key]) is not str or not fields[key].isascii():
+            raise InvalidInputError(f"{key} must be an ASCII string")
+    number = fields["version"]
+    if type(number) is not int or number < 1:
+        raise InvalidInputError("version must be an int >= 1")
+    if type(fields["deleted"]) is not bool:
+        raise InvalidInputError("deleted must be a bool")
+    try:
+        parent_bytes = bytes.fromhex(parent) if parent is not None else None
+    except ValueError as exc:
+        raise InvalidInputError("parent must be a hex address") from exc
+    payload = objects.version_payload(
+        names.collection_name(fields["collection"]),
+        names.document_id(fields["id"]),
+        number,
+        parent_bytes,
+        fields["created_at"],
+        fields["updated_at"],
+        fields["deleted"],
+        codec.canonical_document(fields["data"]),
+    )
+    return objects.typed_content(objects.TYPE_VERSION, payload)
+
+
+def verify_version(
+    public_key: bytes | str, version: Document | Mapping[str, Any]
+) -> None:
+    """Check that the holder of `public_key` signed `version`.
+
+    For a third party with the store's public key (see
+    `sentinel.read_public_key`) and a version given to it, as a
+    `Document` or as a mapping of its fields plus ``signature`` (hex).
+    Nothing is read from disk and no passphrase is needed.  Raises
+    `InvalidInputError` for a malformed key or field, `SignatureError`
+    if the signature is missing or does not verify (the data, any
+    field, or the signature was changed, or another key signed it).
+    Cost: about 130 us.
+    """
+    key = _public_key_bytes(public_key)
+    signature_hex = _fields_of(version)["signature"]
+    if type(signature_hex) is not str:
+        raise InvalidInputError("signature must be a hex string")
+    try:
+        signature = bytes.fromhex(signature_hex)
+    except ValueError as exc:
+        raise InvalidInputError("signature must be a hex string") from exc
+    crypto.verify(key, signed_message(version), signature)
+
+
+def _public_key_bytes(public_key: bytes | str) -> bytes:
+    if isinstance(public_key, str):
+        try:
+            public_key = bytes.fromhex(public_key)
+        except ValueError as exc:
+            raise InvalidInputError("public key must be hex") from exc
+    if type(public_key) is not bytes or len(public_key) != 32:
+        raise InvalidInputError("an Ed25519 public key is 32 bytes")
+    return public_key
+
+
+def _fields_of(version: Document | Mapping[str, Any]) -> dict[str, Any]:
+    if isinstance(version, Document):
+        return {name: getattr(version, name) for name in _FIELDS}
+    if not isinstance(version, Mapping):
+        raise InvalidInputError("a version is a Document or a mapping")
+    missing = [name for name in _FIELDS if name not in version]
+    if missing:
+        raise InvalidInputError(f"version lacks {', '.join(missing)}")
+    return {name: version[name] for name in _FIELDS}
