@@ -17,6 +17,14 @@ Layout, big-endian::
         32-byte address, u32 pack, u64 offset, u32 length
     32-byte BLAKE3 of every byte before it
 
+In a store opened with a passphrase the format byte is 2 and everything
+after the 20-byte header (collections and objects, as above) is one box
+sealed with the store's sealing key, the header as associated data (see
+``objects_spec/encryption.md``); the BLAKE3 checksum then covers header
+and box.  Names are plain inside the box and in memory.  A reader with
+keys accepts only format 2 (a plain table could have been planted by
+anyone); a reader without keys only format 1.
+
 where a collection is::
 
     u8 name length, name
@@ -34,10 +42,12 @@ import struct
 import blake3
 from sortedcontainers import SortedDict
 
-from sentinel import refs
+from sentinel import crypto, refs
+from sentinel.errors import IntegrityError
 
 MAGIC = b"SNTT"
 FORMAT = 1
+FORMAT_SEALED = 2
 _HEADER = struct.Struct(">4sB3xIQ")
 _HEAD = struct.Struct(">32sQQB")
 _PAST = struct.Struct(">32sQB")
@@ -72,9 +82,20 @@ def _encode_collection(
             )
 
 
-def encode(state: refs.State) -> bytes:
-    """Serialise `state`.  Runtime: linear in versions plus objects."""
-    parts = [_HEADER.pack(MAGIC, FORMAT, *state.position)]
+def encode(state: refs.State, key: crypto.AeadKey | None = None) -> bytes:
+    """Serialise `state`, sealed under `key` when one is given.
+
+    Runtime: linear in versions plus objects; sealing adds about 2.8 us
+    per KiB.
+    """
+    return _encode(state, key, None)
+
+
+def _encode(
+    state: refs.State, key: crypto.AeadKey | None, nonce: bytes | None
+) -> bytes:
+    """`encode` with a fixed `nonce` (test vectors) or a fresh one."""
+    parts: list[bytes] = []
     for group in (state.collections, state.dropped):
         parts.append(_COUNT32.pack(len(group)))
         for name in sorted(group):
@@ -84,7 +105,15 @@ def encode(state: refs.State) -> bytes:
         _OBJECT.pack(address, *state.objects[address])
         for address in sorted(state.objects)
     )
-    body = b"".join(parts)
+    inner = b"".join(parts)
+    if key is None:
+        body = _HEADER.pack(MAGIC, FORMAT, *state.position) + inner
+    else:
+        head = _HEADER.pack(MAGIC, FORMAT_SEALED, *state.position)
+        if nonce is None:
+            body = head + crypto.seal(key, inner, head)
+        else:
+            body = head + crypto._seal_with_nonce(key, nonce, inner, head)
     return body + blake3.blake3(body).digest()
 
 
@@ -134,20 +163,38 @@ class _Reader:
         return name, refs.CollectionRefs(SortedDict(heads), live, past_of)
 
 
-def decode(data: bytes) -> refs.State:
-    """Parse a table; `ValueError` says why it cannot be used."""
+def decode(
+    data: bytes,
+    names: refs.NameCodec = refs.PLAIN_NAMES,
+    key: crypto.AeadKey | None = None,
+) -> refs.State:
+    """Parse a table; `ValueError` says why it cannot be used.
+
+    With `key`, the table must be sealed (format 2) and open under it;
+    the returned state decodes names with `names`.  Runtime: linear in
+    the table's size.
+    """
     if len(data) < _HEADER.size + 32:
         raise ValueError("ref table is truncated")
     body, digest = data[:-32], data[-32:]
     if blake3.blake3(body).digest() != digest:
         raise ValueError("ref table checksum mismatch")
     magic, version, pack, offset = _HEADER.unpack_from(body)
-    if magic != MAGIC or version != FORMAT:
+    expected = FORMAT if key is None else FORMAT_SEALED
+    if magic != MAGIC or version != expected:
         raise ValueError("ref table has an unknown format")
+    inner = body[_HEADER.size :]
+    if key is not None:
+        try:
+            inner = crypto.open(key, inner, body[: _HEADER.size])
+        except IntegrityError as exc:
+            raise ValueError(
+                f"ref table failed authentication: {exc}"
+            ) from exc
 
-    state = refs.State()
+    state = refs.State(names)
     state.position = (pack, offset)
-    reader = _Reader(body, _HEADER.size)
+    reader = _Reader(inner, 0)
     try:
         for group in (state.collections, state.dropped):
             (count,) = reader.unpack(_COUNT32)
@@ -156,12 +203,12 @@ def decode(data: bytes) -> refs.State:
                 group[name] = refs_of
         (objects,) = reader.unpack(_COUNT64)
         end = reader.at + objects * _OBJECT.size
-        if end != len(body):
+        if end != len(inner):
             raise ValueError("ref table has trailing or missing bytes")
         state.objects = {
             address: refs.Location(pack, offset, length)
             for address, pack, offset, length in _OBJECT.iter_unpack(
-                body[reader.at : end]
+                inner[reader.at : end]
             )
         }
     except (IndexError, struct.error, UnicodeDecodeError) as exc:
