@@ -221,8 +221,9 @@ def _outside_depth() -> int:
     """How many frames up the first caller outside this package is, as
     seen from `SealedCodec.decode`: a warn-mode warning points there,
     at the user's `get` or loop, whatever path led to the read."""
+    # Level 1 is `decode` itself; the walk starts at its caller.
     frame = sys._getframe(2)
-    depth = 1
+    depth = 2
     while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
         frame = frame.f_back
         depth += 1
