@@ -17,13 +17,16 @@ Layout, big-endian::
         32-byte address, u32 pack, u64 offset, u32 length
     32-byte BLAKE3 of every byte before it
 
-In a store opened with a passphrase the format byte is 2 and everything
-after the 20-byte header (collections and objects, as above) is one box
-sealed with the store's sealing key, the header as associated data (see
+In a store opened with a passphrase everything after the 20-byte header
+(collections and objects, as above) is one box sealed with the store's
+sealing key, the header as associated data (see
 ``objects_spec/encryption.md``); the BLAKE3 checksum then covers header
-and box.  Names are plain inside the box and in memory.  A reader with
-keys accepts only format 2 (a plain table could have been planted by
-anyone); a reader without keys only format 1.
+and box.  Names are plain inside the box and in memory.  The header is
+the same as a plain table's: the config, not the table, says whether
+the store is encrypted, so the sealed form follows any change of the
+plain layout without a format number of its own.  A reader with keys
+opens the box and ignores a table that fails (one planted in plain
+form by someone without the key included).
 
 where a collection is::
 
@@ -47,7 +50,6 @@ from sentinel.errors import IntegrityError
 
 MAGIC = b"SNTT"
 FORMAT = 1
-FORMAT_SEALED = 2
 _HEADER = struct.Struct(">4sB3xIQ")
 _HEAD = struct.Struct(">32sQQB")
 _PAST = struct.Struct(">32sQB")
@@ -106,14 +108,13 @@ def _encode(
         for address in sorted(state.objects)
     )
     inner = b"".join(parts)
+    head = _HEADER.pack(MAGIC, FORMAT, *state.position)
     if key is None:
-        body = _HEADER.pack(MAGIC, FORMAT, *state.position) + inner
+        body = head + inner
+    elif nonce is None:
+        body = head + crypto.seal(key, inner, head)
     else:
-        head = _HEADER.pack(MAGIC, FORMAT_SEALED, *state.position)
-        if nonce is None:
-            body = head + crypto.seal(key, inner, head)
-        else:
-            body = head + crypto._seal_with_nonce(key, nonce, inner, head)
+        body = head + crypto._seal_with_nonce(key, nonce, inner, head)
     return body + blake3.blake3(body).digest()
 
 
@@ -170,9 +171,9 @@ def decode(
 ) -> refs.State:
     """Parse a table; `ValueError` says why it cannot be used.
 
-    With `key`, the table must be sealed (format 2) and open under it;
-    the returned state decodes names with `names`.  Runtime: linear in
-    the table's size.
+    With `key`, the table must be sealed and open under it; the
+    returned state decodes names with `names`.  Runtime: linear in the
+    table's size.
     """
     if len(data) < _HEADER.size + 32:
         raise ValueError("ref table is truncated")
@@ -180,8 +181,7 @@ def decode(
     if blake3.blake3(body).digest() != digest:
         raise ValueError("ref table checksum mismatch")
     magic, version, pack, offset = _HEADER.unpack_from(body)
-    expected = FORMAT if key is None else FORMAT_SEALED
-    if magic != MAGIC or version != expected:
+    if magic != MAGIC or version != FORMAT:
         raise ValueError("ref table has an unknown format")
     inner = body[_HEADER.size :]
     if key is not None:

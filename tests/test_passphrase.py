@@ -678,7 +678,7 @@ def test_planted_plain_table_is_ignored(store_path: pathlib.Path) -> None:
         plain = table.encode(state)
     (store_path / "refs" / "table").write_bytes(plain)
     with create(store_path) as store:
-        assert "unknown format" in (store._engine.table_problem or "")
+        assert "authentication" in (store._engine.table_problem or "")
         assert store.collection("users").get("u1").data == {"v": 1}
 
 
