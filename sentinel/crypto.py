@@ -372,6 +372,26 @@ class AeadKey:
         """The key bytes."""
         return self._raw
 
+    def decrypt(
+        self,
+        nonce: bytes | memoryview,
+        ciphertext: bytes | memoryview,
+        associated_data: bytes,
+    ) -> bytes:
+        """Check and decrypt ``ciphertext || tag`` sealed with `nonce`.
+
+        `open` for a caller that has already split the box (a sealed
+        object's reader, on the hot path).  Raises `IntegrityError`
+        like `open`.  Cost: about 2.4 us for 300 bytes.
+        """
+        try:
+            return self._cipher.decrypt(nonce, ciphertext, associated_data)
+        except InvalidTag as exc:
+            raise IntegrityError(
+                "sealed box failed authentication: tampered, damaged, or "
+                "sealed under another key or associated data"
+            ) from exc
+
     def __repr__(self) -> str:
         return "AeadKey(<secret>)"
 

@@ -159,7 +159,7 @@ def decode(
     return kind, payload
 
 
-def decompress_frame(frame: bytes, corrupt: Any) -> bytes:
+def decompress_frame(frame: bytes | memoryview, corrupt: Any) -> bytes:
     """Decompress one zstd frame whose declared content size is at most
     `MAX_PAYLOAD`; `corrupt(reason)` builds the error to raise.
 
@@ -173,7 +173,12 @@ def decompress_frame(frame: bytes, corrupt: Any) -> bytes:
         raise corrupt(f"bad zstd frame header ({exc})") from exc
     if not 0 <= declared <= MAX_PAYLOAD:
         raise corrupt(f"zstd frame declares {declared:,} bytes")
-    payload = _decompress(frame, declared, corrupt)
+    try:
+        payload = _codecs.decompressor.decompress(
+            frame, max_output_size=declared
+        )
+    except zstandard.ZstdError as exc:
+        raise corrupt(f"zstd frame does not decode ({exc})") from exc
     if len(payload) != declared:
         raise corrupt("zstd frame is shorter than it declares")
     return payload

@@ -37,6 +37,8 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+import blake3
+
 from sentinel import codec, crypto, names, objects
 from sentinel.document import Document
 from sentinel.errors import (
@@ -75,6 +77,8 @@ class SealedCodec:
         self._keys = keys
         self._sealing_key = keys.sealing_key
         self._addressing_key = keys.addressing_key
+        # Copying a keyed hasher skips the key setup on every read.
+        self._hasher = blake3.blake3(key=keys.addressing_key)
         self._signer = crypto.signer_id(keys.public_key)
         self.public_key = keys.public_key
 
@@ -145,40 +149,29 @@ class SealedCodec:
         In warn mode a bad signature is logged and warned about.
         """
 
-        def corrupt(reason: str) -> CorruptObjectError:
-            return CorruptObjectError(
-                f"object {address.hex()} is corrupt: {reason}",
-                path=path,
-                address=address.hex(),
-            )
+        # The common case is one compound test; the slow path below
+        # names what is wrong.
+        view = memoryview(stored)
+        size = len(stored) - _HEADER_SIZE
+        if size >= 0:
+            magic, kind, encoding, flags, reserved, length = _unpack(stored)
+        if not (
+            size >= 0
+            and magic == _MAGIC
+            and encoding == _SEALED
+            and flags in _FLAGS
+            and not reserved
+            and kind in _TYPES
+            and length == size
+            and _MIN_BODY[flags] <= length <= MAX_BODY
+        ):
+            raise _bad_header(stored, address, path)
 
-        if len(stored) < objects.HEADER_SIZE:
-            raise corrupt("shorter than its header")
-        magic, kind, encoding, flags, reserved, length = (
-            objects.HEADER.unpack_from(stored)
-        )
-        if magic != objects.MAGIC:
-            raise corrupt("bad magic")
-        if kind not in objects.TYPE_NAMES:
-            raise corrupt(f"unknown object type {kind}")
-        if encoding != objects.ENCODING_SEALED:
-            # A plain object in an encrypted store was not written by
-            # this store; its address could not verify anyway.
-            raise corrupt(f"encoding {encoding} in an encrypted store")
-        if flags & ~objects.FLAG_SIGNED or reserved:
-            raise corrupt("reserved header bits are set")
-        trailer = crypto.TRAILER_SIZE if flags else 0
-        if length != len(stored) - objects.HEADER_SIZE:
-            raise corrupt("body length differs from its header")
-        if not crypto.SEAL_OVERHEAD + trailer <= length <= MAX_BODY:
-            raise corrupt(f"sealed body of {length:,} bytes")
-
-        header = stored[: objects.HEADER_SIZE]
         try:
-            plaintext = crypto.open(
-                self._sealing_key,
-                memoryview(stored)[objects.HEADER_SIZE :],
-                header + address,
+            plaintext = self._sealing_key.decrypt(
+                view[_HEADER_SIZE:_BOX_START],
+                view[_BOX_START:],
+                stored[:_HEADER_SIZE] + address,
             )
         except IntegrityError as exc:
             raise IntegrityError(
@@ -190,17 +183,25 @@ class SealedCodec:
 
         signer: bytes | None = None
         signature = b""
-        if trailer:
-            cut = len(plaintext) - trailer
-            signer = plaintext[cut : cut + crypto.SIGNER_ID_SIZE]
-            signature = plaintext[cut + crypto.SIGNER_ID_SIZE :]
-            plaintext = plaintext[:cut]
-        payload = objects.decompress_frame(plaintext, corrupt)
+        frame: bytes | memoryview = plaintext
+        if flags:
+            cut = len(plaintext) - _TRAILER
+            signer = plaintext[cut : cut + _SIGNER]
+            signature = plaintext[cut + _SIGNER :]
+            frame = memoryview(plaintext)[:cut]
+        payload = objects.decompress_frame(
+            frame, lambda reason: _corrupt(address, path, reason)
+        )
 
         prefix = objects.type_prefix(kind, len(payload))
-        actual = crypto.keyed_address(self._addressing_key, prefix, payload)
+        hasher = self._hasher.copy()
+        hasher.update(prefix)
+        hasher.update(payload)
+        actual = hasher.digest()
         if actual != address:
-            error = corrupt("content does not match its address")
+            error = _corrupt(
+                address, path, "content does not match its address"
+            )
             error.expected = address.hex()
             error.actual = actual.hex()
             raise error
@@ -221,6 +222,53 @@ class SealedCodec:
                 exc.address = address.hex()
                 raise
         return Opened(kind, payload, signature)
+
+
+_unpack = objects.HEADER.unpack_from
+_HEADER_SIZE = objects.HEADER_SIZE
+_MAGIC = objects.MAGIC
+_SEALED = objects.ENCODING_SEALED
+_FLAGS = (0, objects.FLAG_SIGNED)
+_TYPES = objects.TYPE_NAMES
+_BOX_START = _HEADER_SIZE + crypto.NONCE_SIZE
+_TRAILER = crypto.TRAILER_SIZE
+_SIGNER = crypto.SIGNER_ID_SIZE
+# The shortest valid body without and with a signature trailer.
+_MIN_BODY = (crypto.SEAL_OVERHEAD, crypto.SEAL_OVERHEAD + _TRAILER)
+
+
+def _corrupt(
+    address: bytes, path: str | None, reason: str
+) -> CorruptObjectError:
+    return CorruptObjectError(
+        f"object {address.hex()} is corrupt: {reason}",
+        path=path,
+        address=address.hex(),
+    )
+
+
+def _bad_header(
+    stored: bytes, address: bytes, path: str | None
+) -> CorruptObjectError:
+    """Name the first header check a sealed object fails."""
+    if len(stored) < _HEADER_SIZE:
+        return _corrupt(address, path, "shorter than its header")
+    magic, kind, encoding, flags, reserved, length = _unpack(stored)
+    if magic != _MAGIC:
+        reason = "bad magic"
+    elif kind not in _TYPES:
+        reason = f"unknown object type {kind}"
+    elif encoding != _SEALED:
+        # A plain object in an encrypted store was not written by this
+        # store; its address could not verify anyway.
+        reason = f"encoding {encoding} in an encrypted store"
+    elif flags not in _FLAGS or reserved:
+        reason = "reserved header bits are set"
+    elif length != len(stored) - _HEADER_SIZE:
+        reason = "body length differs from its header"
+    else:
+        reason = f"sealed body of {length:,} bytes"
+    return _corrupt(address, path, reason)
 
 
 def _outside_depth() -> int:
