@@ -143,8 +143,9 @@ different key signed this" (`UnknownSignerError`) rather than only "bad
 signature" (`SignatureError`).  Measured here: sign 40 us, verify 128 us
 (the issue's machines: about 170 us).
 
-`VerificationOptions` chooses what a read does with signatures; hashes
-and authentication tags are checked on every read whatever the mode:
+`VerificationOptions` chooses what a read does with signatures; the
+authentication tag (and a plain store's hash) is checked on every read
+whatever the mode (`sentinel.sealed` says what each mode adds there):
 
     strict()   verify the Ed25519 signature of every version read; a
                missing, malformed, foreign or bad signature raises.
@@ -156,9 +157,9 @@ and authentication tags are checked on every read whatever the mode:
 
 The default is silent().  Inside the store a signature adds no
 protection: anyone without the passphrase is already stopped by the
-AEAD tag and the keyed address, and anyone with it also holds the
-signing key.  Its value is for a third party holding only the public
-key, which is what the store's `verify()` and exported versions serve.
+AEAD tag, and anyone with it also holds the signing key.  Its value is
+for a third party holding only the public key, which is what the
+store's `verify()` and exported versions serve.
 
 Caveats
 -------

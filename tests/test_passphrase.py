@@ -435,13 +435,19 @@ def trailer_for(signer: Ed25519PrivateKey, message: bytes) -> bytes:
 
 
 def forge(
-    keys: crypto.Keys, kind: int, payload: bytes, trailer: bytes | None
+    keys: crypto.Keys,
+    kind: int,
+    payload: bytes,
+    trailer: bytes | None,
+    address: bytes | None = None,
 ) -> objects.Encoded:
     """A sealed object built from the primitives as the spec describes
-    it, with any trailer (or none): what a holder of the sealing key
-    but not of the store's signing key could write."""
+    it, with any trailer (or none) and optionally sealed for another
+    `address`: what a holder of the sealing key but not of the store's
+    signing key, or a faulty writer, could write."""
     typed = b"version %d\x00" % len(payload) + payload
-    address = blake3.blake3(typed, key=keys.addressing_key).digest()
+    if address is None:
+        address = blake3.blake3(typed, key=keys.addressing_key).digest()
     plaintext = zstandard.ZstdCompressor(level=3).compress(payload)
     plaintext += trailer or b""
     header = struct.pack(
@@ -585,6 +591,39 @@ def test_bad_signatures_in_each_mode(
     ]
     with pytest.raises(sentinel.SignatureError):
         sentinel.verify_version(encrypted.public_key, found)
+
+
+def test_content_under_a_wrong_address(encrypted: sentinel.Store) -> None:
+    # A writer holding the keys sealed version content under an address
+    # that is not its keyed hash.  The tag passes (it binds whatever
+    # was sealed); silent reads trust it, as documented, while the
+    # modes that check signatures and verify() recompute the address.
+    keys = keys_of(pathlib.Path(encrypted.path))
+    signer = Ed25519PrivateKey.from_private_bytes(keys.signing_seed())
+    engine = encrypted._engine
+    real = engine.codec
+
+    def make(kind: int, payload: bytes) -> objects.Encoded:
+        typed = objects.typed_content(kind, payload)
+        wrong = blake3.blake3(b"other" + typed).digest()
+        return forge(keys, kind, payload, trailer_for(signer, typed), wrong)
+
+    engine.codec = Forger(real, make)
+    try:
+        doc = encrypted.collection("users").insert("odd", {"v": 1})
+    finally:
+        engine.codec = real
+    users = encrypted.collection("users")
+    assert users.get("odd").data == {"v": 1}
+    for options in (V.strict(), V.warn()):
+        error = expect(
+            sentinel.CorruptObjectError, users.get, "odd", verification=options
+        )
+        assert error.expected == doc.hash and error.actual != doc.hash
+    report = encrypted.verify()
+    assert [(p.kind, p.address) for p in report.problems] == [
+        ("corrupt-object", doc.hash)
+    ]
 
 
 def test_store_wide_strict_default(store_path: pathlib.Path) -> None:
