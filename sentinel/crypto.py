@@ -172,6 +172,7 @@ band.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import struct
@@ -761,6 +762,9 @@ def id_context(collection: str) -> bytes:
     return b"id\x00" + collection.encode("utf-8")
 
 
+# A store has one name context per collection, and deriving a nonce is
+# a third of the cost of sealing a short name, so they are remembered.
+@functools.lru_cache(maxsize=4096)
 def _name_nonce(context: bytes) -> bytes:
     return blake3.blake3(
         context, derive_key_context=CONTEXT_NAME_NONCE
