@@ -96,7 +96,8 @@ class Store:
         crash; it exists for bulk loads and tests, never by default.
 
         With a `passphrase`, a new store is encrypted at rest and signs
-        every version (see ``docs`` and ``objects_spec/encryption.md``);
+        every version (see the README's threat model and
+        ``objects_spec/encryption.md``);
         an existing one must be opened with the passphrase it was
         created with.  Opening costs one Argon2id run (about 0.16 s
         with the default parameters; creating costs the same).
