@@ -55,7 +55,7 @@ def write(root: str, encryption: str = ENCRYPTION_NONE) -> None:
 
 def encrypted(config: dict[str, Any]) -> bool:
     """Whether a config read by `read` is that of an encrypted store."""
-    return config["encryption"] != ENCRYPTION_NONE
+    return bool(config["encryption"] != ENCRYPTION_NONE)
 
 
 def read(root: str) -> dict[str, Any]:

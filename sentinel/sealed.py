@@ -44,6 +44,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
+from types import FrameType
 from typing import Any
 
 import blake3
@@ -285,7 +286,7 @@ def _outside_depth() -> int:
     seen from `SealedCodec.decode`: a warn-mode warning points there,
     at the user's `get` or loop, whatever path led to the read."""
     # Level 1 is `decode` itself; the walk starts at its caller.
-    frame = sys._getframe(2)
+    frame: FrameType | None = sys._getframe(2)
     depth = 2
     while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
         frame = frame.f_back
