@@ -436,7 +436,13 @@ class Engine:
         while True:
             path = self.journal.path(pack)
             if not whole_tail and self.journal.is_free(pack, at):
-                dirty_end = at
+                # Nothing was written since the last catch-up (a write
+                # begins at the position, with a frame's magic).  Torn
+                # bytes found then may still lie further on: a power
+                # loss can keep the later pages of a write and not its
+                # first, so zeros at the position prove nothing about
+                # what follows.  Keep zeroing them with the next write.
+                dirty_end = max(self._dirty_end, at)
                 break
             sealed_to = None
             for frame in self.journal.frames(pack, at):

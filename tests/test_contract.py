@@ -486,6 +486,65 @@ def test_queries_and_indexes(
             assert store.verify().ok is not damaged
 
 
+def _rewrite_as_one_group(
+    store_path: pathlib.Path, first: journal.Frame, second: journal.Frame
+) -> None:
+    """Rewrite two consecutive single-frame writes as the two frames of
+    one group commit (the second frame naming the first's offset as
+    where its write began)."""
+    pack = store_path / "objects" / journal.pack_name(second.pack)
+    rebuilt = journal.frame([second.body], first.offset)
+    assert len(rebuilt) == second.end - second.offset
+    with open(pack, "r+b") as handle:
+        handle.seek(second.offset)
+        handle.write(rebuilt)
+
+
+@pytest.mark.parametrize("same_group", [True, False])
+def test_torn_group_write_recovery(
+    opener: Opener, store_path: pathlib.Path, same_group: bool
+) -> None:
+    with opener(store_path) as store:
+        users = store.collection("users")
+        kept = users.insert("kept", {"v": 1})
+        users.insert("lost-1", {"v": 2})
+        users.insert("lost-2", {"v": 3})
+        frames = list(store._engine.journal.frames(1, 16))
+    first, second = frames[-2], frames[-1]
+    if same_group:
+        _rewrite_as_one_group(store_path, first, second)
+    # A power loss kept the second frame's page but not the first's.
+    pack = store_path / "objects" / journal.pack_name(1)
+    with open(pack, "r+b") as handle:
+        handle.seek(first.offset)
+        handle.write(bytes(first.end - first.offset))
+    if not same_group:
+        # The second frame is a later, acknowledged write: the damage
+        # before it cannot be a torn write, and open refuses it.
+        with pytest.raises(sentinel.CorruptJournalError):
+            opener(store_path)
+        return
+    with opener(store_path) as store:
+        users = store.collection("users")
+        assert users.get("kept") == kept
+        assert users.get("lost-1") is None and users.get("lost-2") is None
+        report = store.verify()
+        assert report.ok, report.problems
+        # The next write takes the torn write's place and zeroes what is
+        # left of it, even though it begins with zero bytes: a frame of
+        # the same size (the same document again) must not make the
+        # torn second frame readable right after it.
+        again = users.insert("lost-1", {"v": 2})
+        assert again.version == 1
+        end = store._engine.state.position[1]
+    rest = pack.read_bytes()[end : second.end]
+    assert rest == bytes(len(rest))
+    with opener(store_path) as store:
+        users = store.collection("users")
+        assert sorted(users.ids()) == ["kept", "lost-1"]
+        assert store.verify().ok
+
+
 def test_lost_config_with_data_is_refused(
     opener: Opener, store_path: pathlib.Path
 ) -> None:
