@@ -10,6 +10,10 @@ id.  Quick start::
     users.insert("user-123", {"name": "Alice", "age": 30})
     doc = users.get("user-123")
 
+With ``Store.new(path, passphrase=...)`` the store is encrypted at rest
+and every version is signed; `read_public_key` and `verify_version`
+check a signature without the passphrase.
+
 The library never prints; it logs through `logging` under ``sentinel``.
 """
 
@@ -19,26 +23,37 @@ import logging
 
 from sentinel.batch import Batch, StoreBatch
 from sentinel.collection import Collection
+from sentinel.crypto import KdfParams, VerificationOptions
 from sentinel.document import Document
 from sentinel.errors import (
     ConflictError,
     CorruptionError,
     CorruptJournalError,
+    CorruptKeyFileError,
     CorruptObjectError,
     DocumentTooLargeError,
     EncryptionUnavailableError,
+    IntegrityError,
     InvalidCollectionError,
     InvalidDocumentError,
     InvalidIdError,
     InvalidInputError,
+    InvalidPassphraseError,
     MissingObjectError,
     NotFoundError,
+    PassphraseError,
+    PassphraseNotExpectedError,
+    PassphraseRequiredError,
     SentinelError,
+    SignatureError,
+    SignatureWarning,
     StoreClosedError,
     StoreFullError,
     StoreIOError,
     StoreReadOnlyError,
+    UnknownSignerError,
     UnsupportedFormatError,
+    WrongPassphraseError,
 )
 from sentinel.log import LogEntry
 from sentinel.query import (
@@ -51,7 +66,8 @@ from sentinel.query import (
     QueryBuilder,
     QueryResult,
 )
-from sentinel.store import Store
+from sentinel.sealed import verify_version
+from sentinel.store import Store, read_public_key
 from sentinel.verify import Problem, VerifyReport
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
@@ -71,26 +87,40 @@ __all__ = [
     "Collection",
     "ConflictError",
     "CorruptJournalError",
+    "CorruptKeyFileError",
     "CorruptObjectError",
     "CorruptionError",
     "Document",
     "DocumentTooLargeError",
     "EncryptionUnavailableError",
+    "IntegrityError",
     "InvalidCollectionError",
     "InvalidDocumentError",
     "InvalidIdError",
     "InvalidInputError",
+    "InvalidPassphraseError",
+    "KdfParams",
     "LogEntry",
     "MissingObjectError",
     "NotFoundError",
+    "PassphraseError",
+    "PassphraseNotExpectedError",
+    "PassphraseRequiredError",
     "Problem",
     "SentinelError",
+    "SignatureError",
+    "SignatureWarning",
     "Store",
     "StoreBatch",
     "StoreClosedError",
     "StoreFullError",
     "StoreIOError",
     "StoreReadOnlyError",
+    "UnknownSignerError",
     "UnsupportedFormatError",
+    "VerificationOptions",
     "VerifyReport",
+    "WrongPassphraseError",
+    "read_public_key",
+    "verify_version",
 ]

@@ -5,6 +5,13 @@ store's exclusive lock (as a plan, see `sentinel.engine`), checks the
 caller's expectation of the current version, builds the version object,
 and moves the ref.  Reads go through `Collection._load`, which verifies
 the object and that it is the version the ref claims.
+
+Reads that return documents (`get`, `get_at`, `get_many`, `history`,
+`all`, `filter`, `query`, `aggregate`) take ``verification=``, a
+`VerificationOptions` saying what to do about signatures in an
+encrypted store; None means the store's default (see `Store.new`).  It
+is resolved once with `Store._verification_for`, before anything is
+read, then passed to every `_load` (or `Engine.read_many`, for `all`).
 """
 
 from __future__ import annotations
@@ -16,10 +23,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sentinel import aggregate as _aggregate
-from sentinel import codec, journal, merge, names, objects, refs
+from sentinel import codec, journal, merge, names, objects, refs, sealed
 from sentinel import execution as _execution
 from sentinel import index as _index
 from sentinel import query as _query
+from sentinel.crypto import VerificationOptions
 from sentinel.document import Document
 from sentinel.engine import Planner, to_micros
 from sentinel.errors import (
@@ -71,29 +79,43 @@ def parse_moment(when: datetime | str) -> int:
     return to_micros(when)
 
 
-def read_version(engine: Engine | Planner, address: bytes) -> objects.Version:
-    """Read and verify the version object at `address`."""
+def read_signed(
+    engine: Engine | Planner,
+    address: bytes,
+    verification: VerificationOptions = sealed.SILENT,
+) -> tuple[objects.Version, bytes]:
+    """Read and verify the version object at `address`; return it with
+    its signature (``b""`` in a store without a passphrase)."""
     if isinstance(engine, Planner):
-        found = engine.read(address)
+        opened = engine.read(address)
     else:
-        found = engine.read_object(address)
-    return _as_version(found, address)
+        opened = engine.read_object(address, verification)
+    return _as_version(opened, address), opened.signature
 
 
 def _as_version(
-    found: tuple[int, bytes], where: bytes | refs.Head
+    opened: objects.Opened, where: bytes | refs.Head
 ) -> objects.Version:
+    """The version object in `opened`, read from `where` (an address,
+    or the head that names it); `CorruptObjectError` if it is not one."""
     address = where.address if isinstance(where, refs.Head) else where
-    kind, payload = found
-    if kind != objects.TYPE_VERSION:
+    if opened.kind != objects.TYPE_VERSION:
         raise CorruptObjectError(
             f"object {address.hex()} is not a version object",
             address=address.hex(),
         )
-    return objects.parse_version(payload, address.hex())
+    return objects.parse_version(opened.payload, address.hex())
 
 
-def document(version: objects.Version, address: bytes) -> Document:
+def read_version(engine: Engine | Planner, address: bytes) -> objects.Version:
+    """Read and verify the version object at `address` (hash and tag;
+    not its signature: this serves writes)."""
+    return read_signed(engine, address)[0]
+
+
+def document(
+    version: objects.Version, address: bytes, signature: bytes = b""
+) -> Document:
     return Document(
         version.collection,
         version.id,
@@ -105,6 +127,7 @@ def document(version: objects.Version, address: bytes) -> Document:
         None,
         version.deleted,
         version.parent,
+        signature.hex(),
     )
 
 
@@ -156,7 +179,8 @@ def write_version(
         deleted,
         body,
     )
-    address = planner.put_object(objects.TYPE_VERSION, payload)
+    stored = planner.put_object(objects.TYPE_VERSION, payload)
+    address = stored.address
     planner.move(collection, doc_id, address, version, deleted, micros)
     return Document(
         collection,
@@ -169,6 +193,7 @@ def write_version(
         body,
         deleted,
         parent.hex() if parent else None,
+        stored.signature.hex(),
     )
 
 
@@ -442,17 +467,29 @@ class Collection:
 
     # -- reading -------------------------------------------------------------
 
-    def get(self, id: str, *, version: int | None = None) -> Document | None:
+    def get(
+        self,
+        id: str,
+        *,
+        version: int | None = None,
+        verification: VerificationOptions | None = None,
+    ) -> Document | None:
         """Return the newest version of document `id`, or None.
 
         With `version`, return that version instead (None if it does not
         exist or is a tombstone).  The object is read and verified
-        (BLAKE3, header, JSON, identity) on every call; damage raises a
-        `CorruptionError` and never returns data.  Runtime: one
-        ``pread`` plus decoding, independent of size and history.
+        (BLAKE3 address, header, JSON, identity; in an encrypted store
+        also the authentication tag) on every call, in every
+        verification mode; damage raises a
+        `CorruptionError` and never returns data.  `verification`
+        (default: the store's) also checks the signature: strict raises
+        `SignatureError`, warn warns.  Runtime: one ``pread`` plus
+        decoding, independent of size and history; a signature check
+        adds about 130 us.
         """
         doc_id = names.document_id(id)
         number = None if version is None else _version_number(version)
+        options = self._store._verification_for(verification)
         self._engine.refresh()
         refs_of = self._refs()
         if number is None:
@@ -461,35 +498,51 @@ class Collection:
             head = refs_of.version(doc_id, number)
         if head is None or head.deleted:
             return None
-        return self._load(doc_id, head)
+        return self._load(doc_id, head, options)
 
-    def get_at(self, id: str, when: datetime | str) -> Document | None:
+    def get_at(
+        self,
+        id: str,
+        when: datetime | str,
+        *,
+        verification: VerificationOptions | None = None,
+    ) -> Document | None:
         """The version of `id` that was current at `when` (a timezone-
         aware datetime or ISO string); None before its first version or
         while it was deleted.  Runtime: a binary search in memory and
         one read."""
         doc_id = names.document_id(id)
         moment = parse_moment(when)
+        options = self._store._verification_for(verification)
         self._engine.refresh()
         head = self._refs().at_time(doc_id, moment)
         if head is None or head.deleted:
             return None
-        return self._load(doc_id, head)
+        return self._load(doc_id, head, options)
 
-    def get_many(self, ids: Iterable[str]) -> list[Document | None]:
+    def get_many(
+        self,
+        ids: Iterable[str],
+        *,
+        verification: VerificationOptions | None = None,
+    ) -> list[Document | None]:
         """`get` for each id, in the order asked."""
         wanted = [names.document_id(doc_id) for doc_id in ids]
-        return [self.get(doc_id) for doc_id in wanted]
+        options = self._store._verification_for(verification)
+        return [self.get(doc_id, verification=options) for doc_id in wanted]
 
-    def history(self, id: str) -> list[Document]:
+    def history(
+        self, id: str, *, verification: VerificationOptions | None = None
+    ) -> list[Document]:
         """Every version of document `id`, newest first, tombstones
         included (their `deleted` is True).  Empty for an unknown id.
 
-        Each version is read and verified, and each parent link is
-        checked against the version before it.  Runtime: one read per
-        version.
+        Each version is read and verified (its signature too, as
+        `verification` says), and each parent link is checked against
+        the version before it.  Runtime: one read per version.
         """
         doc_id = names.document_id(id)
+        options = self._store._verification_for(verification)
         self._engine.refresh()
         refs_of = self._refs()
         head = refs_of.heads.get(doc_id)
@@ -501,7 +554,7 @@ class Collection:
             entry = refs_of.version(doc_id, number)
             if entry is None:
                 break
-            doc = self._load(doc_id, entry)
+            doc = self._load(doc_id, entry, options)
             if child is not None and child.parent != doc.hash:
                 raise CorruptObjectError(
                     f"version {child.version} of {self._name}/{doc_id} "
@@ -571,23 +624,6 @@ class Collection:
             for doc_id, _ in window:
                 yield doc_id
 
-    def all(self) -> Iterator[Document]:
-        """Iterate the live documents in id order.
-
-        Reads a window of documents at a time, in the order they lie in
-        the packs and with neighbouring objects fetched by one read, so
-        a scan reads sequentially; memory stays bounded by the window
-        whatever the collection's size.  Every object is verified as by
-        `get`.
-        """
-        engine = self._engine
-        for window in self._windows():
-            found = engine.read_many([head.address for _, head in window])
-            for (doc_id, head), result in zip(window, found, strict=True):
-                if isinstance(result, Exception):
-                    raise result
-                yield self._checked(doc_id, head, _as_version(result, head))
-
     def _windows(self) -> Iterator[list[tuple[str, refs.Head]]]:
         """The live heads in id order, copied a window at a time under
         the lock, so writers are never blocked for long."""
@@ -609,11 +645,47 @@ class Collection:
                 return
             start = window[-1][0]
 
+    def all(
+        self, *, verification: VerificationOptions | None = None
+    ) -> Iterator[Document]:
+        """Iterate the live documents in id order.
+
+        Reads a window of documents at a time, in the order they lie in
+        the packs and with neighbouring objects fetched by one read, so
+        a scan reads sequentially; memory stays bounded by the window
+        whatever the collection's size.  Every object is verified as by
+        `get` (`verification`, default the store's, applies to
+        signatures; strict and warn check each window's signatures as
+        it is read).
+        """
+        options = self._store._verification_for(verification)
+        return self._all(options)
+
+    def _all(self, options: VerificationOptions) -> Iterator[Document]:
+        engine = self._engine
+        for window in self._windows():
+            found = engine.read_many(
+                [head.address for _, head in window], options
+            )
+            for (doc_id, head), result in zip(window, found, strict=True):
+                if isinstance(result, Exception):
+                    raise result
+                yield self._checked(
+                    doc_id, head, _as_version(result, head), result.signature
+                )
+
     def filter(
-        self, predicate: Callable[[Document], bool]
+        self,
+        predicate: Callable[[Document], bool],
+        *,
+        verification: VerificationOptions | None = None,
     ) -> Iterator[Document]:
         """Stream the live documents for which `predicate` is true."""
-        return (doc for doc in self.all() if predicate(doc))
+        return (
+            doc
+            for doc in self.all(verification=verification)
+            if predicate(doc)
+        )
 
     # -- helpers -------------------------------------------------------------
 
@@ -623,15 +695,26 @@ class Collection:
             raise NotFoundError(f"collection {self._name!r} does not exist")
         return refs_of
 
-    def _load(self, doc_id: str, head: refs.Head) -> Document:
+    def _load(
+        self,
+        doc_id: str,
+        head: refs.Head,
+        verification: VerificationOptions | None = None,
+    ) -> Document:
         """Read the version `head` names and check it is that version of
-        this document: a valid object under another ref is damage."""
-        return self._checked(
-            doc_id, head, read_version(self._engine, head.address)
-        )
+        this document: a valid object under another ref is damage.
+        `verification` (resolved; None: the store's default) applies to
+        the signature."""
+        options = verification or self._store.verification
+        version, signature = read_signed(self._engine, head.address, options)
+        return self._checked(doc_id, head, version, signature)
 
     def _checked(
-        self, doc_id: str, head: refs.Head, version: objects.Version
+        self,
+        doc_id: str,
+        head: refs.Head,
+        version: objects.Version,
+        signature: bytes = b"",
     ) -> Document:
         if (
             version.collection != self._name
@@ -645,7 +728,7 @@ class Collection:
                 f"{self._name}/{doc_id} names it as version {head.version}",
                 address=head.address.hex(),
             )
-        return document(version, head.address)
+        return document(version, head.address, signature)
 
     # -- queries and indexes -------------------------------------------------
 
@@ -655,6 +738,7 @@ class Collection:
         *,
         as_of: datetime | str | None = None,
         explain: bool = False,
+        verification: VerificationOptions | None = None,
     ) -> _query.QueryResult:
         """Run a query: a `QueryBuilder`, a Mongo-style dict, a single
         condition, or None for every document.
@@ -673,16 +757,19 @@ class Collection:
         that are not indexed); otherwise one read of every live document.
         Raises `InvalidQueryError` for a malformed query before reading
         anything, `CorruptionError` if a document read is damaged.
+        `verification` (default: the store's) applies to the signature
+        of every document read, as in `get`.
         """
         started = time.perf_counter()
         spec = _query.to_spec(q, explain=explain)
         moment = None if as_of is None else parse_moment(as_of)
+        load = self._loader(verification)
         engine = self._engine
         engine.refresh()
         refs_of = self._refs()
         if moment is not None:
             view = _execution.HistoryView(
-                refs_of, engine.state_lock, self._load_many, moment
+                refs_of, engine.state_lock, load, moment
             )
             return _execution.run_query(spec, view, started)
         index_set = self._index_set()
@@ -690,7 +777,7 @@ class Collection:
             index_set.refresh(refs_of)
             active = index_set if index_set.indexes else None
             live = _execution.LiveView(
-                refs_of, engine.state_lock, self._load_many, active
+                refs_of, engine.state_lock, load, active
             )
             return _execution.run_query(spec, live, started)
 
@@ -702,6 +789,7 @@ class Collection:
         where: object = None,
         group_by: str | None = None,
         as_of: datetime | str | None = None,
+        verification: VerificationOptions | None = None,
     ) -> Any:
         """``count``, ``sum``, ``avg``, ``min`` or ``max`` of `field`
         over the documents matching `where` (a `QueryBuilder` with
@@ -714,16 +802,18 @@ class Collection:
         included); ``sum`` of none is 0, the rest None.  See
         `sentinel.aggregate` for the exact rules.  Runtime: as
         `query`; fields that are indexed are read from the index.
+        `verification` applies to every document read, as in `query`.
         """
         aggregation = _aggregate.Aggregation(operation, field, group_by)
         condition = _query.filter_only(where)
         moment = None if as_of is None else parse_moment(as_of)
+        load = self._loader(verification)
         engine = self._engine
         engine.refresh()
         refs_of = self._refs()
         if moment is not None:
             view = _execution.HistoryView(
-                refs_of, engine.state_lock, self._load_many, moment
+                refs_of, engine.state_lock, load, moment
             )
             return _execution.run_aggregate(aggregation, condition, view)
         index_set = self._index_set()
@@ -731,9 +821,23 @@ class Collection:
             index_set.refresh(refs_of)
             active = index_set if index_set.indexes else None
             live = _execution.LiveView(
-                refs_of, engine.state_lock, self._load_many, active
+                refs_of, engine.state_lock, load, active
             )
             return _execution.run_aggregate(aggregation, condition, live)
+
+    def _loader(
+        self, verification: VerificationOptions | None
+    ) -> _execution.LoadMany:
+        """`_load_many` with the resolved `verification` (checked now,
+        before anything is read)."""
+        options = self._store._verification_for(verification)
+
+        def load_many(
+            heads: list[tuple[str, refs.Head]],
+        ) -> list[Document | Exception]:
+            return self._load_many(heads, options)
+
+        return load_many
 
     def create_index(self, field: str) -> bool:
         """Index the dotted path `field`; returns False if it already
@@ -757,7 +861,9 @@ class Collection:
             planner.records.append(
                 journal.record(
                     journal.RECORD_COLLECTION,
-                    refs.encode_index(refs.OP_CREATE_INDEX, name, path),
+                    refs.encode_index(
+                        refs.OP_CREATE_INDEX, name, path, planner.names
+                    ),
                 )
             )
             return True
@@ -783,7 +889,9 @@ class Collection:
             planner.records.append(
                 journal.record(
                     journal.RECORD_COLLECTION,
-                    refs.encode_index(refs.OP_DROP_INDEX, name, path),
+                    refs.encode_index(
+                        refs.OP_DROP_INDEX, name, path, planner.names
+                    ),
                 )
             )
 
@@ -809,13 +917,19 @@ class Collection:
         return found
 
     def _load_many(
-        self, heads: list[tuple[str, refs.Head]]
+        self,
+        heads: list[tuple[str, refs.Head]],
+        verification: VerificationOptions | None = None,
     ) -> list[Document | Exception]:
         """`_load` for many heads, read in pack order with neighbours
         fetched together (`Engine.read_many`).  A document that fails
         its checks gets its error in its place, for the caller to raise
-        if it needs that document."""
-        found = self._engine.read_many([head.address for _, head in heads])
+        if it needs that document.  `verification` (resolved; None: the
+        store's default) applies to the signatures."""
+        options = verification or self._store.verification
+        found = self._engine.read_many(
+            [head.address for _, head in heads], options
+        )
         docs: list[Document | Exception] = []
         for (doc_id, head), result in zip(heads, found, strict=True):
             if isinstance(result, Exception):
@@ -823,7 +937,12 @@ class Collection:
                 continue
             try:
                 docs.append(
-                    self._checked(doc_id, head, _as_version(result, head))
+                    self._checked(
+                        doc_id,
+                        head,
+                        _as_version(result, head),
+                        result.signature,
+                    )
                 )
             except CorruptObjectError as exc:
                 docs.append(exc)

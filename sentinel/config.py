@@ -1,9 +1,17 @@
 """The store's config file, ``<store>/sentinel.json``.
 
 Canonical JSON, written once when the store is created (atomically: temp
-file, fsync, rename, folder fsync).  A reader refuses a format or version
-it does not know with `UnsupportedFormatError`, before touching anything
-else, so an old library never misreads a newer store.
+file, fsync, rename, folder fsync), last of all its files.  A reader
+refuses a format or version it does not know with
+`UnsupportedFormatError`, before touching anything else, so an old
+library never misreads a newer store.
+
+``encryption`` is ``"none"``, or ``"aes-256-gcm-siv"`` for a store
+created with a passphrase (objects, names and the ref table sealed; see
+``objects_spec/encryption.md``).  A library that predates encryption
+refuses such a config rather than misreading sealed data.  The KDF
+parameters live in the key file, not here: they change with every
+passphrase change, and the config is never rewritten.
 """
 
 from __future__ import annotations
@@ -26,6 +34,9 @@ DEFAULT: dict[str, Any] = {
     "compression": "zstd",
     "encryption": "none",
 }
+ENCRYPTION_NONE = "none"
+ENCRYPTION_SEALED = "aes-256-gcm-siv"
+_ENCRYPTIONS = (ENCRYPTION_NONE, ENCRYPTION_SEALED)
 
 
 def path_of(root: str) -> str:
@@ -36,8 +47,15 @@ def encode(config: dict[str, Any]) -> bytes:
     return codec.canonical(config) + b"\n"
 
 
-def write(root: str) -> None:
-    fs.write_atomic(path_of(root), encode(DEFAULT))
+def write(root: str, encryption: str = ENCRYPTION_NONE) -> None:
+    fs.write_atomic(
+        path_of(root), encode({**DEFAULT, "encryption": encryption})
+    )
+
+
+def encrypted(config: dict[str, Any]) -> bool:
+    """Whether a config read by `read` is that of an encrypted store."""
+    return bool(config["encryption"] != ENCRYPTION_NONE)
 
 
 def read(root: str) -> dict[str, Any]:
@@ -63,7 +81,8 @@ def read(root: str) -> dict[str, Any]:
             f"version {VERSION} only"
         )
     for key in ("hash", "compression", "encryption"):
-        if config.get(key) != DEFAULT[key]:
+        allowed = _ENCRYPTIONS if key == "encryption" else (DEFAULT[key],)
+        if config.get(key) not in allowed:
             raise UnsupportedFormatError(
                 f"{path} asks for {key} {config.get(key)!r}, which this "
                 f"library does not support"

@@ -15,7 +15,10 @@ class Document:
     version), `updated_at` (time of this version), `hash` (hex BLAKE3
     address of this version's object) and `data` (a dict of the caller's
     own: changing it changes nothing in the store).  `collection` names
-    the collection.  Assigning to any attribute raises `AttributeError`.
+    the collection.  `signature` is the hex Ed25519 signature of this
+    version in a store opened with a passphrase (see
+    `sentinel.verify_version`), and the empty string in a store without
+    one.  Assigning to any attribute raises `AttributeError`.
     """
 
     __slots__ = (
@@ -29,6 +32,7 @@ class Document:
         "_body",
         "_deleted",
         "_parent",
+        "_signature",
     )
 
     def __init__(
@@ -43,6 +47,7 @@ class Document:
         body: bytes | None = None,
         deleted: bool = False,
         parent: str | None = None,
+        signature: str = "",
     ) -> None:
         put = object.__setattr__
         put(self, "_collection", collection)
@@ -55,6 +60,7 @@ class Document:
         put(self, "_body", body)
         put(self, "_deleted", deleted)
         put(self, "_parent", parent)
+        put(self, "_signature", signature)
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"Document is read-only: cannot set {name!r}")
@@ -93,6 +99,10 @@ class Document:
     @property
     def parent(self) -> str | None:
         return self._parent
+
+    @property
+    def signature(self) -> str:
+        return self._signature
 
     @property
     def data(self) -> dict[str, Any]:

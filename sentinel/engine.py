@@ -41,12 +41,14 @@ import logging
 import os
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sentinel import fs, journal, objects, refs, table
+from sentinel import crypto, fs, journal, objects, refs, sealed, table
 from sentinel.errors import (
+    CorruptionError,
     CorruptJournalError,
     CorruptObjectError,
     MissingObjectError,
@@ -124,10 +126,16 @@ class Planner:
         self._overlay = overlay
         self.records: list[bytes] = []
         self.heads: dict[tuple[str, str], refs.Head] = {}
-        self.payloads: dict[bytes, tuple[int, bytes]] = {}
+        self.payloads: dict[bytes, objects.Opened] = {}
         self.created: set[str] = set()
         self.settled: set[str] = set()
         self.time, self.micros = now_and_micros()
+
+    @property
+    def names(self) -> refs.NameCodec:
+        """How names are written in this store's records (plain or
+        sealed)."""
+        return self._engine.state.names
 
     def _guard(self, name: str) -> None:
         if name in self._overlay.settled:
@@ -166,7 +174,7 @@ class Planner:
         self.records.append(
             journal.record(
                 journal.RECORD_COLLECTION,
-                refs.encode_collection(operation, name),
+                refs.encode_collection(operation, name, self.names),
             )
         )
 
@@ -185,8 +193,9 @@ class Planner:
         refs_of = self._engine.state.collections.get(collection)
         return refs_of.heads.get(doc_id) if refs_of else None
 
-    def read(self, address: bytes) -> tuple[int, bytes]:
-        """Type and payload of an object, committed or planned."""
+    def read(self, address: bytes) -> objects.Opened:
+        """Type, payload and signature of an object, committed or
+        planned.  Signatures are not checked: this serves writes."""
         planned = self.payloads.get(address) or self._overlay.payloads.get(
             address
         )
@@ -194,24 +203,27 @@ class Planner:
             return planned
         return self._engine.read_object(address)
 
-    def put_object(self, kind: int, payload: bytes) -> bytes:
+    def put_object(self, kind: int, payload: bytes) -> objects.Encoded:
         """Add an object unless an intact copy is already stored."""
-        address, stored = objects.encode(kind, payload)
+        encoded = self._engine.codec.encode(kind, payload)
+        address = encoded.address
         if address in self.payloads or address in self._overlay.payloads:
-            return address
+            return encoded
         if address in self._engine.state.objects:
             # Deduplicate only against a copy that still verifies; a
             # damaged copy is written again rather than trusted.
             try:
                 self._engine.read_object(address)
-                return address
-            except CorruptObjectError:
+                return encoded
+            except CorruptionError:
                 log.warning("rewriting damaged object %s", address.hex())
-        self.payloads[address] = (kind, payload)
-        self.records.append(
-            journal.record(journal.RECORD_OBJECT, address + stored)
+        self.payloads[address] = objects.Opened(
+            kind, payload, encoded.signature
         )
-        return address
+        self.records.append(
+            journal.record(journal.RECORD_OBJECT, address + encoded.stored)
+        )
+        return encoded
 
     def move(
         self,
@@ -235,6 +247,7 @@ class Planner:
                     version,
                     micros,
                     deleted,
+                    self.names,
                 ),
             )
         )
@@ -248,7 +261,7 @@ class _Overlay:
 
     def __init__(self) -> None:
         self.heads: dict[tuple[str, str], refs.Head] = {}
-        self.payloads: dict[bytes, tuple[int, bytes]] = {}
+        self.payloads: dict[bytes, objects.Opened] = {}
         self.settled: set[str] = set()
 
     def absorb(self, planner: Planner) -> None:
@@ -260,15 +273,32 @@ class _Overlay:
 
 
 class Engine:
-    """Journal, state and locks of one open store."""
+    """Journal, state and locks of one open store.
 
-    def __init__(self, root: str, *, durable: bool) -> None:
+    With `keys` (a store opened with a passphrase) objects, names and
+    the ref table are sealed; this is the one place that chooses, by
+    picking the codecs everything else uses: `codec` for objects,
+    ``state.names`` for names in records, and the table key.
+    """
+
+    def __init__(
+        self, root: str, *, durable: bool, keys: crypto.Keys | None = None
+    ) -> None:
         self.root = root
         self.durable = durable
         self.journal = journal.Journal(os.path.join(root, "objects"))
         self.table_path = os.path.join(root, "refs", "table")
         self.lock_path = os.path.join(root, "lock")
-        self.state = refs.State()
+        self.codec: objects.ObjectCodec
+        if keys is None:
+            self.codec = objects.PLAIN
+            self._names: refs.NameCodec = refs.PLAIN_NAMES
+            self._table_key: crypto.AeadKey | None = None
+        else:
+            self.codec = sealed.SealedCodec(keys)
+            self._names = refs.SealedNames(keys.name_key)
+            self._table_key = keys.sealing_key
+        self.state = refs.State(self._names)
         self.table_problem: str | None = None
         self.damaged: set[tuple[int, int]] = set()
         self._dirty_end = 0
@@ -313,6 +343,20 @@ class Engine:
 
     def _flock(self, operation: int) -> None:
         fs.flock(self._lock_fd, operation, self.lock_path)
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold the store's exclusive lock (mutex and ``flock``) for
+        work outside the journal, such as replacing the key file."""
+        self.check_open()
+        if os.getpid() != self._pid:
+            self._after_fork()
+        with self._mutex:
+            self._flock(fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                self._flock(fcntl.LOCK_UN)
 
     def check_open(self) -> None:
         if self._closed:
@@ -361,12 +405,12 @@ class Engine:
         finally:
             fs.close(fd, self.table_path)
         try:
-            self.state = table.decode(data)
+            self.state = table.decode(data, self._names, self._table_key)
         except ValueError as exc:
             # The table is a cache of the journal; rebuild it from there.
             self.table_problem = f"{self.table_path}: {exc}"
             log.warning("ignoring damaged ref table: %s", exc)
-            self.state = refs.State()
+            self.state = refs.State(self._names)
             return
         self._table_size = len(data)
         self._table_position = self.state.position
@@ -515,8 +559,13 @@ class Engine:
 
     # -- reading -------------------------------------------------------------
 
-    def read_object(self, address: bytes) -> tuple[int, bytes]:
-        """Return the type and verified payload of a stored object."""
+    def read_object(
+        self,
+        address: bytes,
+        verification: crypto.VerificationOptions = sealed.SILENT,
+    ) -> objects.Opened:
+        """Return the type, verified payload and signature of a stored
+        object; `verification` says whether to check the signature."""
         location = self.state.objects.get(address)
         if location is None:
             raise MissingObjectError(
@@ -534,22 +583,30 @@ class Engine:
                 address=address.hex(),
                 offset=location.offset,
             )
-        return objects.decode(stored, address, path=path)
+        return self.codec.decode(
+            stored, address, path=path, verification=verification
+        )
 
     def read_many(
-        self, addresses: list[bytes]
-    ) -> list[tuple[int, bytes] | Exception]:
+        self,
+        addresses: list[bytes],
+        verification: crypto.VerificationOptions = sealed.SILENT,
+    ) -> list[objects.Opened | Exception]:
         """`read_object` for many addresses, in their order.
 
         Objects are fetched in pack order, and neighbours (less than
         `_GAP` apart, up to `_SPAN` bytes a read) with a single
-        ``pread``, so a scan reads the disk sequentially.  A failure is
-        returned in the place of its object, for the caller to raise
-        when it gets there.
+        ``pread``, so a scan reads the disk sequentially.  Each is
+        decoded by the store's codec with `verification`, exactly as
+        `read_object` decodes it (hash or tag, and the signature when
+        the options check it; a warn-mode warning is issued here).  A
+        failure is returned in the place of its object, for the caller
+        to raise when it gets there.
         """
-        found: list[tuple[int, bytes] | Exception | None] = [None] * len(
+        found: list[objects.Opened | Exception | None] = [None] * len(
             addresses
         )
+        decode = self.codec.decode
         places = sorted(
             (location, index)
             for index, address in enumerate(addresses)
@@ -586,8 +643,13 @@ class Engine:
                             address=address.hex(),
                             offset=location.offset,
                         )
-                    found[index] = objects.decode(stored, address, path=path)
-                except CorruptObjectError as exc:
+                    found[index] = decode(
+                        stored, address, path=path, verification=verification
+                    )
+                except Exception as exc:
+                    # Any failure (a corrupt object, a bad signature in
+                    # strict mode, a warning turned into an error) is
+                    # raised by the caller at this object's turn.
                     found[index] = exc
             start = stop
         return [
@@ -717,7 +779,7 @@ class Engine:
         """
         if not self.durable:
             self.journal.sync()
-        data = table.encode(self.state)
+        data = table.encode(self.state, self._table_key)
         fs.write_atomic(self.table_path, data)
         self._table_size = len(data)
         self._table_position = self.state.position

@@ -105,6 +105,28 @@ class MissingObjectError(CorruptionError):
     """A ref or parent link names an object the store does not hold."""
 
 
+class CorruptKeyFileError(CorruptionError):
+    """The key file is damaged or missing: wrong size, magic or
+    checksum.  Without it an encrypted store cannot be opened."""
+
+
+class IntegrityError(CorruptionError):
+    """Sealed bytes failed authentication: tampered or damaged.
+
+    In an encrypted store every object, sealed name and the ref table
+    carry an authentication tag; any changed byte raises this (never a
+    wrong-passphrase error, which is decided at open).
+    """
+
+
+class SignatureError(CorruptionError):
+    """A version's signature is missing, malformed or does not verify."""
+
+
+class UnknownSignerError(SignatureError):
+    """The signature names a different key than the store's."""
+
+
 class CorruptJournalError(CorruptionError):
     """A pack file holds damaged records that are not a torn tail.
 
@@ -122,7 +144,36 @@ class UnsupportedFormatError(SentinelError):
 
 
 class EncryptionUnavailableError(UnsupportedFormatError):
-    """A passphrase was given, but this version cannot encrypt yet."""
+    """This build of `cryptography`/OpenSSL lacks an algorithm the store
+    needs (AES-256-GCM-SIV or Argon2id)."""
+
+
+# -- passphrase --------------------------------------------------------------
+
+
+class PassphraseError(SentinelError):
+    """Root of the errors about a passphrase.  Raised at open, before
+    anything is written."""
+
+
+class InvalidPassphraseError(PassphraseError, InvalidInputError):
+    """The passphrase is empty, not a str, or not valid Unicode."""
+
+
+class WrongPassphraseError(PassphraseError):
+    """The passphrase does not unwrap the store's master key."""
+
+
+class PassphraseRequiredError(PassphraseError):
+    """The store is encrypted and no passphrase was given."""
+
+
+class PassphraseNotExpectedError(PassphraseError):
+    """A passphrase was given for a store that is not encrypted."""
+
+
+class SignatureWarning(UserWarning):
+    """Category of the warnings `VerificationOptions.warn()` issues."""
 
 
 # -- I/O -------------------------------------------------------------------

@@ -62,6 +62,7 @@ _OPERATIONS = {
 def entries(engine: Engine, collection: str | None) -> Iterator[LogEntry]:
     """Yield the log, oldest first, optionally for one collection."""
     end_pack, end_offset = engine.state.position
+    names = engine.state.names
     pack = 1
     packs = engine.journal
     while True:
@@ -76,7 +77,7 @@ def entries(engine: Engine, collection: str | None) -> Iterator[LogEntry]:
                 for item in journal.records(frame.body, frame.body_offset):
                     if item.kind == journal.RECORD_SEAL:
                         following = pack + 1
-                    entry = _entry(item, pack, frame.offset)
+                    entry = _entry(item, pack, frame.offset, names)
                     if entry is not None and collection in (
                         None,
                         entry.collection,
@@ -102,9 +103,11 @@ def entries(engine: Engine, collection: str | None) -> Iterator[LogEntry]:
         pack = following
 
 
-def _entry(item: journal.Record, pack: int, offset: int) -> LogEntry | None:
+def _entry(
+    item: journal.Record, pack: int, offset: int, names: refs.NameCodec
+) -> LogEntry | None:
     if item.kind == journal.RECORD_REF:
-        move = refs.decode_move(item.content)
+        move = refs.decode_move(item.content, names)
         return LogEntry(
             "delete" if move.deleted else "write",
             move.collection,
@@ -119,7 +122,7 @@ def _entry(item: journal.Record, pack: int, offset: int) -> LogEntry | None:
     if item.kind == journal.RECORD_COLLECTION and refs.is_index_record(
         item.content
     ):
-        change = refs.decode_index(item.content)
+        change = refs.decode_index(item.content, names)
         return LogEntry(
             "create_index"
             if change.operation == refs.OP_CREATE_INDEX
@@ -135,7 +138,7 @@ def _entry(item: journal.Record, pack: int, offset: int) -> LogEntry | None:
             change.field,
         )
     if item.kind == journal.RECORD_COLLECTION:
-        operation, name = refs.decode_collection(item.content)
+        operation, name = refs.decode_collection(item.content, names)
         return LogEntry(
             _OPERATIONS[operation],
             name,

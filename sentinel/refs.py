@@ -40,6 +40,15 @@ of them by replay.  Applying them is idempotent (creating an index that
 exists or dropping one that does not changes nothing), because two
 writers of one commit group may both decide to add the same definition.
 
+How a name is written in these records is a `NameCodec`: `PLAIN_NAMES`
+(ASCII, as above) in a store without a passphrase, `SealedNames` in an
+encrypted one, where each field holds ``crypto.seal_name`` of the name
+(ids sealed in the context of their collection; see
+``objects_spec/encryption.md``), and the field path of an index record
+holds ``crypto.seal_field`` of the path (sealed in the context of its
+collection).  `State` carries its codec, so replay, the writer and the
+log decode names the same way.
+
 Runtime: `count()` is O(1); a head lookup is a dict lookup; applying a
 move is O(log n) in the collection's size (a `SortedDict` insert).
 Memory: about 40 bytes per past version, beyond the heads.
@@ -56,8 +65,12 @@ from typing import NamedTuple
 
 from sortedcontainers import SortedDict
 
-from sentinel import journal, names
-from sentinel.errors import CorruptJournalError, InvalidInputError
+from sentinel import crypto, journal, names
+from sentinel.errors import (
+    CorruptJournalError,
+    IntegrityError,
+    InvalidInputError,
+)
 
 NO_ADDRESS = bytes(32)
 _MOVE_TAIL = struct.Struct(">32s32sQQB")
@@ -181,6 +194,146 @@ class CollectionRefs:
         return past.head(index - 1) if index else None
 
 
+class NameCodec:
+    """Names in ref-move and collection records, as plain ASCII, and
+    field paths in index records, as plain UTF-8.
+
+    `read_*` raise `ValueError` naming what is wrong, as the record
+    decoders expect.  Stateless, hence thread-safe.
+    """
+
+    sealed = False
+
+    def write_collection(self, name: str) -> bytes:
+        return name.encode()
+
+    def read_collection(self, raw: bytes) -> str:
+        try:
+            return names.collection_name(raw.decode("ascii"))
+        except (UnicodeDecodeError, InvalidInputError) as exc:
+            raise ValueError(str(exc)) from exc
+
+    def write_id(self, collection: str, doc_id: str) -> bytes:
+        return doc_id.encode()
+
+    def read_id(self, collection: str, raw: bytes) -> str:
+        try:
+            return names.document_id(raw.decode("ascii"))
+        except (UnicodeDecodeError, InvalidInputError) as exc:
+            raise ValueError(str(exc)) from exc
+
+    def write_field(self, collection: str, path: str) -> bytes:
+        return path.encode()
+
+    def read_field(self, collection: str, raw: bytes) -> str:
+        if not 0 < len(raw) <= MAX_INDEX_PATH:
+            raise ValueError("index record has a bad length")
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(str(exc)) from exc
+
+
+PLAIN_NAMES = NameCodec()
+
+# Sealing or opening a name costs about 3 us; every write seals an id and
+# then applies its own record, which opens it again, and replay sees the
+# same few collection names over and over.  Bounded caches (cleared when
+# full, since any entry is as good as another) make those repeats free.
+_CACHE_LIMIT = 8192
+
+
+class SealedNames(NameCodec):
+    """Names sealed with `crypto.seal_name` under the store's name key.
+
+    Deterministic: a name always seals to the same bytes, so the journal
+    never shows whether two records name the same document except by
+    that equality, and the in-memory refs keep plain names.  Ids are
+    sealed in the context of their collection, so one id in two
+    collections gives unrelated bytes.  A sealed name that fails its tag
+    raises `ValueError` (replay reports it as `CorruptJournalError`).
+    Thread-safe: the caches are dicts updated by single operations.
+    """
+
+    sealed = True
+
+    def __init__(self, name_key: crypto.AeadKey) -> None:
+        self._key = name_key
+        self._sealed: dict[tuple[str, str | None], bytes] = {}
+        self._opened: dict[tuple[str | None, bytes], str] = {}
+
+    def _remember(self, collection: str | None, name: str, raw: bytes) -> None:
+        if len(self._opened) >= _CACHE_LIMIT:
+            self._sealed.clear()
+            self._opened.clear()
+        self._sealed[(name, collection)] = raw
+        self._opened[(collection, raw)] = name
+
+    def _seal(self, collection: str | None, name: str) -> bytes:
+        raw = self._sealed.get((name, collection))
+        if raw is None:
+            context = (
+                crypto.COLLECTION_CONTEXT
+                if collection is None
+                else crypto.id_context(collection)
+            )
+            raw = crypto.seal_name(self._key, name, context)
+            self._remember(collection, name, raw)
+        return raw
+
+    def _open(self, collection: str | None, raw: bytes) -> str:
+        name = self._opened.get((collection, raw))
+        if name is not None:
+            return name
+        context = (
+            crypto.COLLECTION_CONTEXT
+            if collection is None
+            else crypto.id_context(collection)
+        )
+        try:
+            name = crypto.open_name(self._key, raw, context)
+            checked: str = (
+                names.collection_name(name)
+                if collection is None
+                else names.document_id(name)
+            )
+        except (IntegrityError, InvalidInputError) as exc:
+            raise ValueError(f"sealed name: {exc}") from exc
+        self._remember(collection, checked, raw)
+        return checked
+
+    def write_collection(self, name: str) -> bytes:
+        return self._seal(None, name)
+
+    def read_collection(self, raw: bytes) -> str:
+        return self._open(None, raw)
+
+    def write_id(self, collection: str, doc_id: str) -> bytes:
+        return self._seal(collection, doc_id)
+
+    def read_id(self, collection: str, raw: bytes) -> str:
+        return self._open(collection, raw)
+
+    # Index field paths are rare (one record per create or drop), so
+    # they are sealed and opened without a cache.
+
+    def write_field(self, collection: str, path: str) -> bytes:
+        return crypto.seal_field(
+            self._key, path, crypto.field_context(collection)
+        )
+
+    def read_field(self, collection: str, raw: bytes) -> str:
+        try:
+            path = crypto.open_field(
+                self._key, raw, crypto.field_context(collection)
+            )
+        except IntegrityError as exc:
+            raise ValueError(f"sealed field path: {exc}") from exc
+        if not 0 < len(path.encode("utf-8")) <= MAX_INDEX_PATH:
+            raise ValueError("sealed field path has a bad length")
+        return path
+
+
 def encode_move(
     collection: str,
     doc_id: str,
@@ -189,10 +342,11 @@ def encode_move(
     version: int,
     time: int,
     deleted: bool,
+    codec: NameCodec = PLAIN_NAMES,
 ) -> bytes:
     """Return the content of a ref-move record."""
-    name = collection.encode()
-    ident = doc_id.encode()
+    name = codec.write_collection(collection)
+    ident = codec.write_id(collection, doc_id)
     return b"".join(
         (
             bytes((len(name),)),
@@ -220,7 +374,7 @@ class Move(NamedTuple):
     deleted: bool
 
 
-def decode_move(content: bytes) -> Move:
+def decode_move(content: bytes, codec: NameCodec = PLAIN_NAMES) -> Move:
     """Parse a ref-move record; `ValueError` names what is wrong."""
     at = 0
     parts = []
@@ -228,7 +382,7 @@ def decode_move(content: bytes) -> Move:
         if at >= len(content):
             raise ValueError("ref move is truncated")
         size = content[at]
-        parts.append(content[at + 1 : at + 1 + size].decode("ascii"))
+        parts.append(content[at + 1 : at + 1 + size])
         at += 1 + size
     if len(content) - at != _MOVE_TAIL.size:
         raise ValueError("ref move has the wrong length")
@@ -237,11 +391,8 @@ def decode_move(content: bytes) -> Move:
         raise ValueError("ref move has bad flags or version")
     if time >= MAX_TIME:
         raise ValueError("ref move has a time beyond the year 294,000")
-    try:
-        collection = names.collection_name(parts[0])
-        doc_id = names.document_id(parts[1])
-    except InvalidInputError as exc:
-        raise ValueError(str(exc)) from exc
+    collection = codec.read_collection(parts[0])
+    doc_id = codec.read_id(collection, parts[1])
     return Move(
         collection,
         doc_id,
@@ -253,9 +404,11 @@ def decode_move(content: bytes) -> Move:
     )
 
 
-def encode_collection(operation: int, name: str) -> bytes:
+def encode_collection(
+    operation: int, name: str, codec: NameCodec = PLAIN_NAMES
+) -> bytes:
     """Content of a collection record: the operation, then the name."""
-    return bytes((operation,)) + name.encode()
+    return bytes((operation,)) + codec.write_collection(name)
 
 
 class IndexOp(NamedTuple):
@@ -266,10 +419,19 @@ class IndexOp(NamedTuple):
     field: str
 
 
-def encode_index(operation: int, collection: str, path: str) -> bytes:
+def encode_index(
+    operation: int,
+    collection: str,
+    path: str,
+    codec: NameCodec = PLAIN_NAMES,
+) -> bytes:
     """Content of a create-index (4) or drop-index (5) record."""
-    name = collection.encode()
-    return bytes((operation, len(name))) + name + path.encode()
+    name = codec.write_collection(collection)
+    return (
+        bytes((operation, len(name)))
+        + name
+        + codec.write_field(collection, path)
+    )
 
 
 def is_index_record(content: bytes) -> bool:
@@ -277,28 +439,25 @@ def is_index_record(content: bytes) -> bool:
     return content[:1] in (b"\x04", b"\x05")
 
 
-def decode_index(content: bytes) -> IndexOp:
+def decode_index(content: bytes, codec: NameCodec = PLAIN_NAMES) -> IndexOp:
     """Parse an index record; `ValueError` names what is wrong."""
     if len(content) < 2 or not is_index_record(content):
         raise ValueError("malformed index record")
     size = content[1]
     raw_path = content[2 + size :]
-    if len(content) < 2 + size or not 0 < len(raw_path) <= MAX_INDEX_PATH:
+    if len(content) < 2 + size or not raw_path:
         raise ValueError("index record has a bad length")
-    try:
-        name = names.collection_name(content[2 : 2 + size].decode("ascii"))
-        return IndexOp(content[0], name, raw_path.decode("utf-8"))
-    except (UnicodeDecodeError, InvalidInputError) as exc:
-        raise ValueError(str(exc)) from exc
+    name = codec.read_collection(content[2 : 2 + size])
+    return IndexOp(content[0], name, codec.read_field(name, raw_path))
 
 
-def decode_collection(content: bytes) -> tuple[int, str]:
+def decode_collection(
+    content: bytes, codec: NameCodec = PLAIN_NAMES
+) -> tuple[int, str]:
+    """Parse a collection record; `ValueError` names what is wrong."""
     if content[:1] not in (b"\x01", b"\x02", b"\x03"):
         raise ValueError("unknown collection operation")
-    try:
-        return content[0], names.collection_name(content[1:].decode("ascii"))
-    except (UnicodeDecodeError, InvalidInputError) as exc:
-        raise ValueError(str(exc)) from exc
+    return content[0], codec.read_collection(content[1:])
 
 
 class State:
@@ -307,10 +466,11 @@ class State:
     `position` is the end of the last applied frame, as (pack, offset).
     `dropped` holds the refs of dropped collections, by name, until a
     restore brings them back or a later drop of the same name replaces
-    them.
+    them.  `names` decodes the names in records (plain or sealed).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, names: NameCodec = PLAIN_NAMES) -> None:
+        self.names = names
         self.collections: dict[str, CollectionRefs] = {}
         self.dropped: dict[str, CollectionRefs] = {}
         self.objects: dict[bytes, Location] = {}
@@ -349,12 +509,14 @@ class State:
                         )
                     )
                 elif item.kind == journal.RECORD_REF:
-                    steps.append(decode_move(item.content))
+                    steps.append(decode_move(item.content, self.names))
                 elif item.kind == journal.RECORD_COLLECTION:
                     if is_index_record(item.content):
-                        steps.append(decode_index(item.content))
+                        steps.append(decode_index(item.content, self.names))
                     else:
-                        steps.append(decode_collection(item.content))
+                        steps.append(
+                            decode_collection(item.content, self.names)
+                        )
                 else:
                     if len(item.content) != 4:
                         raise ValueError("seal record has the wrong length")

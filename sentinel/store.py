@@ -1,4 +1,20 @@
-"""`Store`: opens a store folder and owns its collections."""
+"""`Store`: opens a store folder and owns its collections.
+
+Opening, in order (nothing is written before step 5, and nothing at all
+when the folder is already a store):
+
+1. Check the arguments: path, passphrase (type, not empty),
+   `verification`, `kdf`.
+2. A folder without a config is created (`_create`): with a
+   passphrase, a new key file is made first (one Argon2id run) and
+   written before the config, which is always written last.
+3. Read the config (`UnsupportedFormatError`); refuse a missing or an
+   unexpected passphrase (`PassphraseRequiredError`,
+   `PassphraseNotExpectedError`).
+4. Open the key file with the passphrase (`WrongPassphraseError`): one
+   Argon2id run, before any other byte of the store is read.
+5. Start the engine: read the ref table, replay the journal.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +24,27 @@ import threading
 from collections.abc import Iterator
 from types import TracebackType
 
-from sentinel import codec, config, fs, journal, log, names, objects
+from sentinel import (
+    codec,
+    config,
+    crypto,
+    fs,
+    journal,
+    keyfile,
+    log,
+    names,
+    objects,
+    sealed,
+)
 from sentinel.batch import StoreBatch
 from sentinel.collection import Collection
+from sentinel.crypto import KdfParams, VerificationOptions
 from sentinel.engine import Engine, Planner
 from sentinel.errors import (
     ConflictError,
-    EncryptionUnavailableError,
     InvalidInputError,
     NotFoundError,
+    PassphraseNotExpectedError,
     UnsupportedFormatError,
 )
 from sentinel.log import LogEntry
@@ -48,6 +76,13 @@ def _empty_first_pack(path: str) -> bool:
 # What an unfinished creation may have left inside each folder.  A ref
 # table is not among them: it is written only after data.
 _LEFTOVERS = {"objects": _empty_first_pack, "refs": lambda path: False}
+# Files an unfinished creation may leave at the top: the lock, and the
+# key file of a store with a passphrase (written just before the config;
+# nothing was sealed with it yet, so the next creation replaces it).
+_LEFTOVER_FILES = frozenset({"lock", keyfile.FILE_NAME})
+# A key file is replaced only if it did not change while the new one was
+# derived; a concurrent change makes us derive again, this many times.
+_REWRAP_ATTEMPTS = 3
 
 
 class Store:
@@ -58,9 +93,15 @@ class Store:
     context manager, or call `close`.
     """
 
-    def __init__(self, root: str, engine: Engine) -> None:
+    def __init__(
+        self,
+        root: str,
+        engine: Engine,
+        verification: VerificationOptions = sealed.SILENT,
+    ) -> None:
         self._root = root
         self._engine = engine
+        self._verification = verification
         self._collections: dict[str, Collection] = {}
         self._lock = threading.Lock()
 
@@ -71,6 +112,8 @@ class Store:
         passphrase: str | None = None,
         *,
         durable: bool = True,
+        verification: VerificationOptions | None = None,
+        kdf: KdfParams | None = None,
     ) -> Store:
         """Create the store at `path`, or open it if it exists.
 
@@ -79,15 +122,26 @@ class Store:
         survive the process being killed, but not a power loss or kernel
         crash; it exists for bulk loads and tests, never by default.
 
-        A passphrase cannot be honoured by this version yet, so passing
-        one raises `EncryptionUnavailableError` rather than storing data
-        unencrypted.
+        With a `passphrase`, a new store is encrypted at rest and signs
+        every version (see the README's threat model and
+        ``objects_spec/encryption.md``);
+        an existing one must be opened with the passphrase it was
+        created with.  Opening costs one Argon2id run (about 0.16 s
+        with the default parameters; creating costs the same).
+        `verification` is the default of every read that takes one:
+        `VerificationOptions.silent()` unless given; strict or warn is
+        refused (`InvalidInputError`) without a passphrase, since a
+        plain store has no signatures.  `kdf` sets the Argon2id cost of
+        a store created now (default `crypto.DEFAULT_PARAMS`); tests
+        pass `crypto.TEST_PARAMS`, which protects nothing.  It is
+        ignored when the store exists.
+
+        Raises, before anything is written: `InvalidInputError`
+        (`InvalidPassphraseError` for an empty or non-str passphrase),
+        `UnsupportedFormatError` (not a store, or a newer format),
+        `PassphraseRequiredError`, `PassphraseNotExpectedError`,
+        `WrongPassphraseError`, `CorruptKeyFileError`.
         """
-        if passphrase is not None:
-            raise EncryptionUnavailableError(
-                "encryption at rest is not available in this version of "
-                "Sentinel; open the store without a passphrase"
-            )
         if not isinstance(path, (str, os.PathLike)):
             raise InvalidInputError(
                 f"path must be a str or os.PathLike, not {type(path).__name__}"
@@ -95,10 +149,31 @@ class Store:
         root = os.path.abspath(os.fspath(path))
         if "\x00" in root:
             raise InvalidInputError("path contains a NUL character")
+        options = _check_verification(verification, passphrase is not None)
+        if kdf is not None and (
+            type(kdf) is not KdfParams or passphrase is None
+        ):
+            raise InvalidInputError(
+                "kdf must be a crypto.KdfParams, given with a passphrase"
+            )
+
+        keys = None
         if not fs.exists(config.path_of(root)):
-            _create(root)
-        config.read(root)
-        return cls(root, Engine(root, durable=durable))
+            made = None
+            if passphrase is not None:
+                made = crypto.create_keyfile(
+                    passphrase, kdf or crypto.DEFAULT_PARAMS
+                )
+            if _create(root, made[0] if made else None) and made:
+                # This call created the store: its keys are the ones
+                # just made, so the KDF need not run a second time.
+                keys = made[1]
+
+        found = config.read(root)
+        crypto.check_passphrase_presence(config.encrypted(found), passphrase)
+        if passphrase is not None and keys is None:
+            keys = crypto.open_keyfile(keyfile.read(root), passphrase)
+        return cls(root, Engine(root, durable=durable, keys=keys), options)
 
     # -- collections ---------------------------------------------------------
 
@@ -174,10 +249,89 @@ class Store:
         self._engine.refresh()
         return sorted(self._engine.state.collections)
 
+    # -- keys and signatures -------------------------------------------------
+
+    @property
+    def encrypted(self) -> bool:
+        """Whether the store was created with a passphrase."""
+        return self._engine.codec.signed
+
+    @property
+    def public_key(self) -> bytes | None:
+        """The 32-byte Ed25519 key that checks this store's signatures
+        (None without a passphrase).  Also readable without the
+        passphrase: `sentinel.read_public_key`."""
+        codec = self._engine.codec
+        return (
+            codec.public_key if isinstance(codec, sealed.SealedCodec) else None
+        )
+
+    @property
+    def verification(self) -> VerificationOptions:
+        """The default `VerificationOptions` of this store's reads."""
+        return self._verification
+
+    def _verification_for(
+        self, verification: VerificationOptions | None
+    ) -> VerificationOptions:
+        """The options a read uses: `verification`, or the default.
+
+        Raises `InvalidInputError` for something that is not a
+        `VerificationOptions`, or strict/warn in a store without
+        signatures.
+        """
+        if verification is None:
+            return self._verification
+        return _check_verification(verification, self.encrypted)
+
+    def change_passphrase(
+        self, old: str, new: str, *, kdf: KdfParams | None = None
+    ) -> None:
+        """Replace the passphrase; no data is rewritten.
+
+        The master key is re-wrapped under a key derived from `new`
+        (fresh salt; `kdf` changes the Argon2id cost, by default kept)
+        and the key file replaced atomically: after a crash, the old
+        passphrase or the new one opens the store, never neither.  Other
+        handles, in this process or others, keep working: the keys
+        themselves do not change.  Anyone holding a copy of the old key
+        file can still open it with the old passphrase, with the data
+        of that time and later (see the threat model).
+
+        Cost: two Argon2id runs (about 0.3 s), outside the store's lock.
+        Raises `PassphraseNotExpectedError` in a store without a
+        passphrase, `InvalidPassphraseError` for a bad `new` and
+        `WrongPassphraseError` when `old` is wrong; nothing is written
+        then.
+        """
+        if not self.encrypted:
+            raise PassphraseNotExpectedError(
+                "this store is not encrypted; it has no passphrase to change"
+            )
+        if kdf is not None and type(kdf) is not KdfParams:
+            raise InvalidInputError("kdf must be a crypto.KdfParams")
+        engine = self._engine
+        for _ in range(_REWRAP_ATTEMPTS):
+            engine.check_open()
+            current = keyfile.read(self._root)
+            replacement = crypto.rewrap(current, old, new, kdf)
+            with engine.exclusive():
+                # Compare and swap: another process may have changed
+                # the passphrase while the KDF ran.
+                if keyfile.read(self._root) == current:
+                    keyfile.write(self._root, replacement)
+                    return
+        raise ConflictError(
+            "the key file kept changing while the passphrase was being "
+            "changed; try again"
+        )
+
     # -- store-wide work -----------------------------------------------------
 
     def verify(self) -> VerifyReport:
-        """Check every byte of the store; see `sentinel.verify`."""
+        """Check every byte of the store, and every signature in an
+        encrypted one whatever the default verification; see
+        `sentinel.verify`."""
         self._engine.refresh()
         return verify(self._engine)
 
@@ -195,7 +349,9 @@ class Store:
             raise InvalidInputError(f"{hash!r} is not a 32-byte address")
         engine = self._engine
         engine.refresh()
-        kind, payload = engine.read_object(address)
+        kind, payload, signature = engine.read_object(
+            address, self._verification
+        )
         location = engine.state.objects[address]
         header = engine.journal.read(
             location.pack, location.offset, objects.HEADER_SIZE
@@ -209,6 +365,7 @@ class Store:
             "stored_bytes": location.length,
             "payload_bytes": len(payload),
             "payload": codec.decode(payload, address=hash),
+            "signature": signature.hex(),
         }
 
     @property
@@ -235,14 +392,56 @@ class Store:
         return f"Store({self._root!r})"
 
 
-def _create(root: str) -> None:
-    """Create the folders, first pack and config of a new store.
+def read_public_key(path: str | os.PathLike[str]) -> bytes:
+    """The Ed25519 public key of the encrypted store at `path`.
+
+    Needs no passphrase and takes no lock; anyone who can read the
+    folder can check who signed a version (`sentinel.verify_version`).
+    The key is only as trustworthy as the folder it came from: a party
+    that must know who signed should pin it out of band.  Raises
+    `UnsupportedFormatError` if `path` is not a store, `NotFoundError`
+    if the store has no passphrase (so no key), `CorruptKeyFileError`
+    for a damaged or missing key file.  Cost: two small reads.
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise InvalidInputError("path must be a str or os.PathLike")
+    root = os.path.abspath(os.fspath(path))
+    if not fs.exists(config.path_of(root)):
+        raise UnsupportedFormatError(f"{root} is not a Sentinel store")
+    if not config.encrypted(config.read(root)):
+        raise NotFoundError(f"{root} has no passphrase, so no signing key")
+    return crypto.public_key(keyfile.read(root))
+
+
+def _check_verification(
+    verification: VerificationOptions | None, signed: bool
+) -> VerificationOptions:
+    if verification is None:
+        return sealed.SILENT
+    if type(verification) is not VerificationOptions:
+        raise InvalidInputError(
+            "verification must be a sentinel.VerificationOptions"
+        )
+    if verification.checks_signatures and not signed:
+        raise InvalidInputError(
+            "a store without a passphrase has no signatures to verify; "
+            "use VerificationOptions.silent() or open it with none"
+        )
+    return verification
+
+
+def _create(root: str, keys_file: bytes | None) -> bool:
+    """Create the folders, first pack, key file and config of a new
+    store; return whether this call created it.
 
     Runs under the store's exclusive lock so two processes creating the
     same store at once cannot interleave.  The config is written last: a
-    folder without it is an unfinished creation, which is resumed.  A
-    folder holding anything else is refused, so Sentinel never writes
-    into a folder it does not own.
+    folder without it is an unfinished creation, which is resumed.  The
+    key file (`keys_file`, for a store with a passphrase) is written
+    before it, so a config that says "encrypted" always has its keys;
+    a key file left by an unfinished creation protects nothing yet and
+    is replaced or removed.  A folder holding anything else is refused,
+    so Sentinel never writes into a folder it does not own.
     """
     _make_dirs(root)
     _refuse_foreign(root)
@@ -251,7 +450,7 @@ def _create(root: str) -> None:
     try:
         fs.flock(lock_fd, fcntl.LOCK_EX, lock_path)
         if fs.exists(config.path_of(root)):
-            return
+            return False
         _refuse_foreign(root)
         for folder in ("objects", "refs"):
             path = os.path.join(root, folder)
@@ -264,7 +463,15 @@ def _create(root: str) -> None:
         _sync_parents(root)
         packs = journal.Journal(os.path.join(root, "objects"))
         packs.create_pack(1)
-        config.write(root)
+        if keys_file is not None:
+            keyfile.write(root, keys_file)
+            config.write(root, config.ENCRYPTION_SEALED)
+        else:
+            if fs.exists(keyfile.path_of(root)):
+                fs.unlink(keyfile.path_of(root))
+                fs.fsync_dir(root)
+            config.write(root)
+        return True
     finally:
         # Unlock first: if closing is interrupted, the lock is gone.
         try:
@@ -285,14 +492,14 @@ def _sync_parents(root: str) -> None:
 
 def _refuse_foreign(root: str) -> None:
     """Refuse a folder holding anything but what an unfinished creation
-    of a store leaves (an empty lock file, ``objects/`` with packs,
-    ``refs/`` with a table, and our temp files), before anything is
-    written into it."""
+    of a store leaves (a lock file, a key file, ``objects/`` with an
+    empty first pack, an empty ``refs/``, and our temp files), before
+    anything is written into it."""
     for entry in fs.listdir(root):
         path = os.path.join(root, entry)
         if fs.is_temp(entry):
             continue
-        if entry == "lock" and fs.kind(path) == "file":
+        if entry in _LEFTOVER_FILES and fs.kind(path) == "file":
             continue
         if entry in _LEFTOVERS and fs.kind(path) == "dir":
             stray = [

@@ -11,12 +11,16 @@ What is checked, in order:
    record's CRC and structure; packs off the chain and unknown files are
    reported;
 2. every object the index knows: header, size, zstd frame, BLAKE3
-   address, canonical JSON, version fields;
+   address, canonical JSON, version fields; in an encrypted store also
+   the authentication tag and the Ed25519 signature, whatever the
+   store's default verification (``bad-signature`` for a missing or
+   bad one, ``corrupt-object`` for a failed tag);
 3. every head: its object exists and is the version the ref claims (same
    collection, id, version number and tombstone flag);
 4. the ref table's checksum, if the store had to ignore it at open.
 
-Runtime: reads the whole store once; O(objects + heads).
+Runtime: reads the whole store once; O(objects + heads).  In an
+encrypted store each signature check adds about 130 us per object.
 """
 
 from __future__ import annotations
@@ -26,8 +30,8 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from sentinel import codec, fs, journal, log, objects, refs
-from sentinel.errors import CorruptionError
+from sentinel import codec, fs, journal, keyfile, log, objects, refs, sealed
+from sentinel.errors import CorruptionError, SignatureError
 
 if TYPE_CHECKING:
     from sentinel.engine import Engine
@@ -36,8 +40,8 @@ if TYPE_CHECKING:
 @dataclass(frozen=True, slots=True)
 class Problem:
     """One finding.  `kind` is one of: ``damaged-frame``,
-    ``corrupt-object``, ``missing-object``, ``bad-ref``, ``ref-table``,
-    ``bad-pack``, ``stray-file``."""
+    ``corrupt-object``, ``bad-signature``, ``missing-object``,
+    ``bad-ref``, ``ref-table``, ``bad-pack``, ``stray-file``."""
 
     kind: str
     path: str
@@ -53,6 +57,7 @@ class VerifyReport:
     packs: int = 0
     frames: int = 0
     objects: int = 0
+    signatures: int = 0
     refs: int = 0
     collections: int = 0
     torn_tail_bytes: int = 0
@@ -169,12 +174,14 @@ def _check_frames(
 
 
 def _check_objects(engine: Engine, report: VerifyReport) -> None:
+    signed = engine.codec.signed
     for address, location in sorted(engine.state.objects.items()):
         report.objects += 1
         name = address.hex()
         path = engine.journal.path(location.pack)
         try:
-            kind, payload = engine.read_object(address)
+            kind, payload, _ = engine.read_object(address, sealed.STRICT)
+            report.signatures += signed
             if kind == objects.TYPE_VERSION:
                 version = objects.parse_version(payload, name)
                 rebuilt = objects.version_payload(
@@ -192,6 +199,16 @@ def _check_objects(engine: Engine, report: VerifyReport) -> None:
                         f"object {name} is not in canonical form",
                         address=name,
                     )
+        except SignatureError as exc:
+            report.problems.append(
+                Problem(
+                    "bad-signature",
+                    path,
+                    str(exc),
+                    address=name,
+                    offset=location.offset,
+                )
+            )
         except (CorruptionError, ValueError) as exc:
             report.problems.append(
                 Problem(
@@ -234,7 +251,7 @@ def _check_head(
         return
     path = engine.journal.path(location.pack)
     try:
-        kind, payload = engine.read_object(head.address)
+        kind, payload, _ = engine.read_object(head.address)
         version = objects.parse_version(payload, name)
     except CorruptionError as exc:
         report.problems.append(
@@ -264,6 +281,8 @@ _KNOWN = {
     "": {"sentinel.json", "lock", "objects", "refs"},
     "refs": {"table"},
 }
+# The key file belongs to an encrypted store only.
+_KNOWN_ENCRYPTED = {"": _KNOWN[""] | {keyfile.FILE_NAME}, "refs": {"table"}}
 
 
 def _sweep_temps(engine: Engine, report: VerifyReport) -> None:
@@ -271,6 +290,7 @@ def _sweep_temps(engine: Engine, report: VerifyReport) -> None:
     not know (backups, links, folders), never following or removing
     them."""
     root = engine.root
+    known_names = _KNOWN_ENCRYPTED if engine.codec.signed else _KNOWN
     for sub in ("", "objects", "refs"):
         folder = os.path.join(root, sub) if sub else root
         for entry in fs.listdir(folder):
@@ -285,7 +305,7 @@ def _sweep_temps(engine: Engine, report: VerifyReport) -> None:
                     fs.kind(path) == "file"
                 )
             else:
-                known = entry in _KNOWN[sub]
+                known = entry in known_names[sub]
             if not known:
                 report.problems.append(
                     Problem("stray-file", path, "not a file of the store")

@@ -800,25 +800,46 @@ def test_foreign_folder_is_refused_untouched(
     assert diff(before, snapshot(folder)) == []
 
 
-@pytest.mark.parametrize("passphrase", ["secret", ""])
-def test_passphrase_is_refused_and_nothing_created(
-    tmp_path: pathlib.Path, passphrase: str
+def test_empty_passphrase_is_refused_and_nothing_created(
+    tmp_path: pathlib.Path,
 ) -> None:
     path = tmp_path / "new" / "store"
     before = snapshot(tmp_path)
-    with pytest.raises(sentinel.EncryptionUnavailableError) as info:
-        sentinel.Store.new(path, passphrase)
-    assert isinstance(info.value, sentinel.SentinelError)
+    with pytest.raises(sentinel.InvalidPassphraseError) as info:
+        sentinel.Store.new(path, "")
+    assert isinstance(info.value, sentinel.InvalidInputError)
     assert not path.exists() and not path.parent.exists()
     assert diff(before, snapshot(tmp_path)) == []
 
 
-def test_passphrase_on_an_existing_store(store_path: pathlib.Path) -> None:
+def test_passphrase_creates_an_encrypted_store(
+    tmp_path: pathlib.Path,
+) -> None:
+    path = tmp_path / "new" / "store"
+    fast = sentinel.KdfParams(8, 1, 1)
+    with sentinel.Store.new(path, "secret", kdf=fast) as store:
+        assert store.encrypted
+        doc = store.collection("c").insert("x", {"n": 1})
+        assert len(doc.signature) == 128
+    assert (
+        b'"encryption":"aes-256-gcm-siv"'
+        in (path / "sentinel.json").read_bytes()
+    )
+    with pytest.raises(sentinel.PassphraseRequiredError):
+        sentinel.Store.new(path)
+    with sentinel.Store.new(path, "secret") as store:
+        assert store.collection("c").get("x") == doc
+
+
+@pytest.mark.parametrize("passphrase", ["secret", ""])
+def test_passphrase_on_an_existing_store(
+    store_path: pathlib.Path, passphrase: str
+) -> None:
     with sentinel.Store.new(store_path) as store:
         store.collection("c").insert("x", {"n": 1})
     before = snapshot(store_path)
-    with pytest.raises(sentinel.EncryptionUnavailableError):
-        sentinel.Store.new(store_path, passphrase="secret")
+    with pytest.raises(sentinel.PassphraseNotExpectedError):
+        sentinel.Store.new(store_path, passphrase=passphrase)
     assert diff(before, snapshot(store_path)) == []
     with sentinel.Store.new(store_path) as store:
         assert store.collection("c").get("x") is not None

@@ -496,12 +496,20 @@ def test_bad_input(
 class OpenCase:
     make_path: Callable[[pathlib.Path], Any]
     error: type[sentinel.SentinelError]
-    passphrase: str | None = None
+    passphrase: object = None
 
 
 def _file_path(tmp: pathlib.Path) -> pathlib.Path:
     path = tmp / "a-file"
     path.write_bytes(b"not a folder")
+    return path
+
+
+def _encrypted_path(tmp: pathlib.Path) -> pathlib.Path:
+    """An encrypted store made with passphrase ``pw`` (test KDF cost)."""
+    path = tmp / "locked"
+    with sentinel.Store.new(path, "pw", kdf=sentinel.KdfParams(8, 1, 1)):
+        pass
     return path
 
 
@@ -514,14 +522,24 @@ OPEN_CASES: dict[str, OpenCase] = {
     "NUL in path": OpenCase(
         lambda t: str(t / "a\x00b"), sentinel.InvalidInputError
     ),
-    "passphrase, new": OpenCase(
-        lambda t: t / "new" / "s", sentinel.EncryptionUnavailableError, "pw"
+    # A passphrase creates an encrypted store; these are the refusals.
+    "empty passphrase, new": OpenCase(
+        lambda t: t / "new" / "s", sentinel.InvalidPassphraseError, ""
+    ),
+    "non-str passphrase, new": OpenCase(
+        lambda t: t / "new" / "s", sentinel.InvalidPassphraseError, 7
     ),
     "passphrase, existing": OpenCase(
-        lambda t: t / "existing", sentinel.EncryptionUnavailableError, "pw"
+        lambda t: t / "existing", sentinel.PassphraseNotExpectedError, "pw"
     ),
     "empty passphrase": OpenCase(
-        lambda t: t / "existing", sentinel.EncryptionUnavailableError, ""
+        lambda t: t / "existing", sentinel.PassphraseNotExpectedError, ""
+    ),
+    "encrypted, no passphrase": OpenCase(
+        _encrypted_path, sentinel.PassphraseRequiredError
+    ),
+    "encrypted, wrong passphrase": OpenCase(
+        _encrypted_path, sentinel.WrongPassphraseError, "not pw"
     ),
     "path is a file": OpenCase(_file_path, sentinel.SentinelError),
     "inside a file": OpenCase(

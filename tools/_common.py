@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import os
 import sys
@@ -13,10 +14,25 @@ import sentinel  # noqa: E402
 
 
 def open_store(path: str) -> sentinel.Store:
-    """Open an existing store; refuse to create one by accident."""
+    """Open an existing store; refuse to create one by accident.
+
+    An encrypted store's passphrase comes from the environment variable
+    SENTINEL_PASSPHRASE, else from a prompt (never from the command
+    line, where other users could read it).
+    """
     if not os.path.exists(os.path.join(path, "sentinel.json")):
         raise SystemExit(f"{path}: not a Sentinel store")
-    return sentinel.Store.new(path)
+    try:
+        return sentinel.Store.new(path)
+    except sentinel.PassphraseRequiredError:
+        pass
+    passphrase = os.environ.get("SENTINEL_PASSPHRASE")
+    if passphrase is None:
+        passphrase = getpass.getpass(f"passphrase for {path}: ")
+    try:
+        return sentinel.Store.new(path, passphrase)
+    except sentinel.WrongPassphraseError as exc:
+        raise SystemExit(f"{path}: {exc}") from exc
 
 
 def parser(description: str) -> argparse.ArgumentParser:
