@@ -791,6 +791,11 @@ class Engine:
         if self._closed:
             return
         with self._mutex:
+            # Checked again under the mutex: two threads closing at once
+            # must not both close the descriptors (the second close
+            # could hit a number reused by someone else's file).
+            if self._closed:
+                return
             if os.getpid() == self._pid:
                 self._maybe_checkpoint(CHECKPOINT_ON_CLOSE)
             self._closed = True

@@ -94,10 +94,30 @@ class ForkserverChild:
         assert self.process.pid is not None
         os.kill(self.process.pid, signal.SIGKILL)
         self.process.join(30)
-        assert self.process.exitcode == -signal.SIGKILL
+        assert self.process.exitcode == -signal.SIGKILL, (
+            f"child exit code {self.process.exitcode} ({_forkserver_state()})"
+        )
 
     def rest(self) -> list[str]:
         return _drain(self.reader)
+
+
+def _forkserver_state() -> str:
+    """What became of the fork server, for an assertion message: an
+    exit code of 255 means the child's status could not be read from
+    it, which happens only when the server itself has gone."""
+    from multiprocessing import forkserver
+
+    pid = getattr(forkserver._forkserver, "_forkserver_pid", None)
+    if pid is None:
+        return "no fork server"
+    try:
+        done, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return f"fork server {pid} already reaped"
+    if not done:
+        return f"fork server {pid} still running"
+    return f"fork server {pid} ended with status {status:#x}"
 
 
 def _drain(reader: Connection) -> list[str]:
