@@ -18,7 +18,8 @@ class Document:
     the collection.  `signature` is the hex Ed25519 signature of this
     version in a store opened with a passphrase (see
     `sentinel.verify_version`), and the empty string in a store without
-    one.  Assigning to any attribute raises `AttributeError`.
+    one.  These are read-only properties: assigning to or deleting any
+    of them raises `AttributeError`, and so does setting a new one.
     """
 
     __slots__ = (
@@ -49,24 +50,17 @@ class Document:
         parent: str | None = None,
         signature: str = "",
     ) -> None:
-        put = object.__setattr__
-        put(self, "_collection", collection)
-        put(self, "_id", doc_id)
-        put(self, "_version", version)
-        put(self, "_created_at", created_at)
-        put(self, "_updated_at", updated_at)
-        put(self, "_hash", address)
-        put(self, "_data", data)
-        put(self, "_body", body)
-        put(self, "_deleted", deleted)
-        put(self, "_parent", parent)
-        put(self, "_signature", signature)
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"Document is read-only: cannot set {name!r}")
-
-    def __delattr__(self, name: str) -> None:
-        raise AttributeError(f"Document is read-only: cannot delete {name!r}")
+        self._collection = collection
+        self._id = doc_id
+        self._version = version
+        self._created_at = created_at
+        self._updated_at = updated_at
+        self._hash = address
+        self._data = data
+        self._body = body
+        self._deleted = deleted
+        self._parent = parent
+        self._signature = signature
 
     @property
     def collection(self) -> str:
@@ -110,7 +104,7 @@ class Document:
             # A document returned by a write carries the canonical bytes
             # it stored; they are decoded on first use, into a fresh dict
             # the caller owns.
-            object.__setattr__(self, "_data", codec.decode(self._body or b""))
+            self._data = codec.decode(self._body or b"")
         data: dict[str, Any] = self._data
         return data
 

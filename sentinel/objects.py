@@ -118,46 +118,51 @@ def decode(
 
     Every check a reader must make is here: header fields, the declared
     size (so a crafted frame cannot make us allocate gigabytes), the zstd
-    frame, and the BLAKE3 address of the result.
+    frame, and the BLAKE3 address of the result.  This is the read path
+    of every document, so the error is only built when one is raised.
     """
-    name = address.hex()
-
-    def corrupt(reason: str) -> CorruptObjectError:
-        return CorruptObjectError(
-            f"object {name} is corrupt: {reason}",
-            path=path,
-            address=name,
-        )
-
     if len(stored) < HEADER_SIZE:
-        raise corrupt("shorter than its header")
+        raise _corrupt(address, path, "shorter than its header")
     magic, kind, encoding, flags, reserved, length = HEADER.unpack_from(stored)
     if magic != MAGIC:
-        raise corrupt("bad magic")
+        raise _corrupt(address, path, "bad magic")
     if kind not in TYPE_NAMES:
-        raise corrupt(f"unknown object type {kind}")
+        raise _corrupt(address, path, f"unknown object type {kind}")
     if flags or reserved:
-        raise corrupt("reserved header bits are set")
+        raise _corrupt(address, path, "reserved header bits are set")
     if length > MAX_PAYLOAD:
-        raise corrupt(f"declared size {length:,} exceeds the limit")
+        raise _corrupt(
+            address, path, f"declared size {length:,} exceeds the limit"
+        )
 
-    body = stored[HEADER_SIZE:]
+    body = memoryview(stored)[HEADER_SIZE:]
     if encoding == ENCODING_ZSTD:
-        payload = _decompress(body, length, corrupt)
+        payload = _decompress(body, length, address, path)
     elif encoding == ENCODING_IDENTITY:
-        payload = body
+        payload = bytes(body)
     else:
-        raise corrupt(f"unsupported encoding {encoding}")
+        raise _corrupt(address, path, f"unsupported encoding {encoding}")
     if len(payload) != length:
-        raise corrupt("payload length differs from its header")
+        raise _corrupt(address, path, "payload length differs from its header")
 
-    actual = address_of(kind, payload)
+    hasher = blake3.blake3(b"%s %d\x00" % (TYPE_NAMES[kind], length))
+    hasher.update(payload)
+    actual = hasher.digest()
     if actual != address:
-        error = corrupt("content does not match its address")
-        error.expected = name
+        error = _corrupt(address, path, "content does not match its address")
+        error.expected = address.hex()
         error.actual = actual.hex()
         raise error
     return kind, payload
+
+
+def _corrupt(
+    address: bytes, path: str | None, reason: str
+) -> CorruptObjectError:
+    name = address.hex()
+    return CorruptObjectError(
+        f"object {name} is corrupt: {reason}", path=path, address=name
+    )
 
 
 def decompress_frame(frame: bytes | memoryview, corrupt: Any) -> bytes:
@@ -186,20 +191,26 @@ def decompress_frame(frame: bytes | memoryview, corrupt: Any) -> bytes:
     return payload
 
 
-def _decompress(body: bytes, length: int, corrupt: Any) -> bytes:
+def _decompress(
+    body: memoryview, length: int, address: bytes, path: str | None
+) -> bytes:
     try:
         declared = zstandard.frame_content_size(body)
     except zstandard.ZstdError as exc:
-        raise corrupt(f"bad zstd frame header ({exc})") from exc
+        reason = f"bad zstd frame header ({exc})"
+        raise _corrupt(address, path, reason) from exc
     if declared != length:
-        raise corrupt("zstd frame size differs from the header")
+        reason = "zstd frame size differs from the header"
+        raise _corrupt(address, path, reason)
     try:
         # Bytes after the frame would give one object many stored forms.
-        return _codecs.decompressor.decompress(
+        payload: bytes = _codecs.decompressor.decompress(
             body, max_output_size=length, allow_extra_data=False
         )
     except zstandard.ZstdError as exc:
-        raise corrupt(f"zstd frame does not decode ({exc})") from exc
+        reason = f"zstd frame does not decode ({exc})"
+        raise _corrupt(address, path, reason) from exc
+    return payload
 
 
 # -- codecs ------------------------------------------------------------------

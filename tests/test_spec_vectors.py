@@ -525,6 +525,43 @@ def test_payloads_refused_on_read(payload: bytes) -> None:
             decode(payload)
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        codec.MIN_INT,
+        codec.MAX_INT,
+        -1,
+        0.0,
+        -0.0,
+        5e-324,
+        1.7976931348623157e308,
+        0.1,
+        1e16,
+        1e-7,
+        123456789.123456789,
+        '\U0001f600 \u00e9 \u0000 \u001f \\ "',
+        [True, False, None, {}, []],
+    ],
+)
+def test_both_readers_agree_exactly(value: Any) -> None:
+    # The read path (decode_verified) and the strict reader (decode)
+    # must give the same types and bits for everything a writer writes.
+    payload = codec.canonical_document({"v": value})
+    assert same(codec.decode_verified(payload), codec.decode(payload))
+    assert same(codec.decode_verified(payload), {"v": value})
+
+
+def test_verified_read_of_a_forged_payload() -> None:
+    # What decode_verified lets through (see its docstring) is only
+    # what a writer of ours never produces; decode refuses both.
+    assert codec.decode_verified(b'{"a":1,"a":2}') == {"a": 2}
+    assert type(codec.decode_verified(b"[18446744073709551616]")[0]) is float
+    with pytest.raises(CorruptObjectError):
+        codec.decode(b'{"a":1,"a":2}')
+    with pytest.raises(ValueError):
+        codec.canonical_document({"a": 2**64})
+
+
 def test_escaped_backslash_before_u_is_not_a_surrogate() -> None:
     assert codec.decode(b'{"s":"\\\\ud800"}') == {"s": "\\ud800"}
 
