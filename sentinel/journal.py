@@ -546,7 +546,13 @@ class Journal:
         path = self.path(self.current)
         try:
             fd = self.write_fd()
-            fs.pwrite_all(fd, bytes(stop - start), start, path)
+            # Bytes past the end of the file do not exist, so they cannot
+            # make a frame look valid; zeroing them would only extend the
+            # file, which fails on the full disk that often caused the
+            # error being undone.
+            stop = min(stop, fs.size(fd, path))
+            if stop > start:
+                fs.pwrite_all(fd, bytes(stop - start), start, path)
             fs.fdatasync(fd, path)
         except StoreIOError:
             self._drop_write_fd()
