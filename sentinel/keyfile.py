@@ -11,6 +11,8 @@ the old key file or the new one, and both open the same master key.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from sentinel import crypto, fs
 from sentinel.errors import CorruptKeyFileError
@@ -20,6 +22,18 @@ FILE_NAME = "keys"
 
 def path_of(root: str) -> str:
     return os.path.join(root, FILE_NAME)
+
+
+@contextmanager
+def naming(root: str) -> Iterator[None]:
+    """Name the key file on a `CorruptKeyFileError` raised inside: the
+    parser in `crypto` sees bytes, not where they came from."""
+    try:
+        yield
+    except CorruptKeyFileError as exc:
+        if exc.path is None:
+            exc.path = path_of(root)
+        raise
 
 
 def read(root: str) -> bytes:

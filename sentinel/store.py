@@ -172,7 +172,8 @@ class Store:
         found = config.read(root)
         crypto.check_passphrase_presence(config.encrypted(found), passphrase)
         if passphrase is not None and keys is None:
-            keys = crypto.open_keyfile(keyfile.read(root), passphrase)
+            with keyfile.naming(root):
+                keys = crypto.open_keyfile(keyfile.read(root), passphrase)
         return cls(root, Engine(root, durable=durable, keys=keys), options)
 
     # -- collections ---------------------------------------------------------
@@ -314,7 +315,8 @@ class Store:
         for _ in range(_REWRAP_ATTEMPTS):
             engine.check_open()
             current = keyfile.read(self._root)
-            replacement = crypto.rewrap(current, old, new, kdf)
+            with keyfile.naming(self._root):
+                replacement = crypto.rewrap(current, old, new, kdf)
             with engine.exclusive():
                 # Compare and swap: another process may have changed
                 # the passphrase while the KDF ran.
@@ -410,7 +412,8 @@ def read_public_key(path: str | os.PathLike[str]) -> bytes:
         raise UnsupportedFormatError(f"{root} is not a Sentinel store")
     if not config.encrypted(config.read(root)):
         raise NotFoundError(f"{root} has no passphrase, so no signing key")
-    return crypto.public_key(keyfile.read(root))
+    with keyfile.naming(root):
+        return crypto.public_key(keyfile.read(root))
 
 
 def _check_verification(

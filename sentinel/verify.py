@@ -9,7 +9,12 @@ What is checked, in order:
 
 1. every pack in the seal chain: header, every frame's CRCs, every
    record's CRC and structure; packs off the chain and unknown files are
-   reported;
+   reported.  The frames are also replayed into a fresh state exactly as
+   an open without the ref table would, so a record that replay would
+   refuse (a name that fails to decode or authenticate, a move that does
+   not follow its predecessor) is reported even where the table covers
+   it, and the replayed refs must equal the ones in use (a ref table that
+   disagrees with the journal is reported as ``ref-table``);
 2. every object the index knows: header, size, zstd frame, BLAKE3
    address, canonical JSON, version fields; in an encrypted store also
    the authentication tag and the Ed25519 signature, whatever the
@@ -91,7 +96,61 @@ def verify(engine: Engine) -> VerifyReport:
     return report
 
 
+class _Replay:
+    """The state rebuilt from the frames as `verify` walks them; None
+    once a frame is damaged (an open would salvage from there on, so
+    the rest proves nothing about the table)."""
+
+    def __init__(self, names: refs.NameCodec) -> None:
+        self.state: refs.State | None = refs.State(names)
+
+
 def _check_packs(engine: Engine, report: VerifyReport) -> None:
+    replay = _Replay(engine.state.names)
+    _walk_packs(engine, report, replay)
+    if replay.state is not None:
+        _compare_with_replay(engine, replay.state, report)
+
+
+def _compare_with_replay(
+    engine: Engine, rebuilt: refs.State, report: VerifyReport
+) -> None:
+    """Report refs in use that the journal does not give."""
+    state = engine.state
+    if rebuilt.position != state.position:
+        # Only when the walk stopped short of the state (damage already
+        # reported) or the state is not caught up; nothing to compare.
+        return
+    differences = []
+    if rebuilt.objects != state.objects:
+        differences.append("object locations")
+    for label, mine, theirs in (
+        ("collections", state.collections, rebuilt.collections),
+        ("dropped collections", state.dropped, rebuilt.dropped),
+    ):
+        if mine.keys() != theirs.keys():
+            differences.append(label)
+            continue
+        for name, refs_of in mine.items():
+            other = theirs[name]
+            if (
+                refs_of.heads != other.heads
+                or refs_of.live != other.live
+                or refs_of.indexes != other.indexes
+            ):
+                differences.append(f"the refs of {name}")
+    if differences:
+        report.problems.append(
+            Problem(
+                "ref-table",
+                engine.table_path,
+                "the refs in use differ from the journal's: "
+                + ", ".join(differences),
+            )
+        )
+
+
+def _walk_packs(engine: Engine, report: VerifyReport, replay: _Replay) -> None:
     packs = engine.journal
     on_disk = set(packs.packs_on_disk())
     number = 1
@@ -104,7 +163,7 @@ def _check_packs(engine: Engine, report: VerifyReport) -> None:
             packs.check_header(number)
         except CorruptionError as exc:
             report.problems.append(Problem("bad-pack", path, str(exc)))
-        following = _check_frames(engine, number, report)
+        following = _check_frames(engine, number, report, replay)
         if following is None:
             break
         number = following
@@ -120,7 +179,7 @@ def _check_packs(engine: Engine, report: VerifyReport) -> None:
 
 
 def _check_frames(
-    engine: Engine, number: int, report: VerifyReport
+    engine: Engine, number: int, report: VerifyReport, replay: _Replay
 ) -> int | None:
     """Check the frames of one pack; return the next pack, if sealed."""
     packs = engine.journal
@@ -131,6 +190,7 @@ def _check_frames(
             report.frames += 1
             at = frame.end
             sealed_to = None
+            problem = None
             try:
                 for item in journal.records(frame.body, frame.body_offset):
                     if item.kind == journal.RECORD_SEAL:
@@ -138,16 +198,32 @@ def _check_frames(
                         if sealed_to != number + 1:
                             raise ValueError(f"seal names pack {sealed_to}")
             except ValueError as exc:
+                problem = str(exc)
+                sealed_to = None
+            if problem is None and replay.state is not None:
+                try:
+                    replay.state.apply(frame, path)
+                except CorruptionError as exc:
+                    problem = str(exc)
+            if problem is not None:
+                replay.state = None
                 report.problems.append(
                     Problem(
-                        "damaged-frame", path, str(exc), offset=frame.offset
+                        "damaged-frame", path, problem, offset=frame.offset
                     )
                 )
-                sealed_to = None
             if sealed_to is not None:
+                if replay.state is not None:
+                    # As the engine does after a seal: appends go on in
+                    # the next pack.
+                    replay.state.position = (
+                        sealed_to,
+                        journal.PACK_HEADER_SIZE,
+                    )
                 return sealed_to
         tail = packs.tail_after(number, at)
         if tail.damage_at is not None:
+            replay.state = None
             report.problems.append(
                 Problem(
                     "damaged-frame",
@@ -159,6 +235,7 @@ def _check_frames(
             at = tail.damage_at
             continue
         if tail.later_frames:
+            replay.state = None
             report.problems.append(
                 Problem(
                     "damaged-frame",

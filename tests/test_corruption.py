@@ -1,15 +1,19 @@
 """Corruption and tampering: RELIABILITY.md T19, T20, T23 and the
 "crafted object on read" rows of the bad-input catalogue.
 
-One store is seeded per module: three collections spread over several
-pack files, ids with several versions and a tombstone, two ref-table
-checkpoints (the bytes of the older one are kept) and writes after the
-last checkpoint.  Every case damages a fresh copy of that folder and
-reopens it, in two modes: with the ref table as it is ("table": objects
-before the checkpoint are found through it) and without it ("replay":
-every frame is read again).  One oracle judges every outcome:
+One store is seeded per module and per kind, plain and encrypted (with
+a passphrase, at the test-only KDF cost): three collections spread over
+several pack files, ids with several versions and a tombstone, two
+ref-table checkpoints (the bytes of the older one are kept) and writes
+after the last checkpoint.  Every test runs on both seeds.  Every case
+damages a fresh copy of that folder and reopens it, in two modes: with
+the ref table as it is ("table": objects before the checkpoint are
+found through it) and without it ("replay": every frame is read
+again).  One oracle judges every outcome:
 
-- *refused*: open raises a `CorruptionError` naming a pack and an offset;
+- *refused*: open raises a `CorruptionError` naming a pack and an offset
+  (for the key file of an encrypted store: the typed error its
+  documented checks give);
 - *read errors*: every read (get, history) returns exactly what was
   written or raises a `CorruptionError` naming a damaged object, and
   `verify` lists the damage (a `Problem` whose address or offset
@@ -22,6 +26,14 @@ every frame is read again).  One oracle judges every outcome:
 Anything else is counted as wrong data, an untyped error, a misreported
 error (a typed error of the wrong family, or one that does not name the
 damage) or undetected damage; those counts must stay zero.
+
+The same oracle holds for both kinds: accidental damage is caught by
+the CRCs and hashes both kinds share, or by a sealed object's tag, and
+both are `CorruptionError`s naming the object or the pack.  What only
+an encrypted store has gets cases of its own: its key file, a sealed
+table that passes its checksum but not its tag, and sealed names
+changed with their CRCs recomputed, which only the names' tags can
+catch.
 """
 
 from __future__ import annotations
@@ -35,19 +47,23 @@ import struct
 import subprocess
 import sys
 import tracemalloc
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import blake3
 import figures
 import pytest
+from conftest import PASSPHRASE, Opener
 
 import sentinel
-from sentinel import codec, journal, objects, refs, table
+from sentinel import codec, crypto, journal, keyfile, objects, refs, table
 
 SEED = 0x5E171E1
 MODES = ("table", "replay")
+KINDS = ("plain", "encrypted")
 PACK = re.compile(r"pack-\d{8}\.pack")
 
 # The seed rolls packs at this size instead of 64 MiB, so a small store
@@ -56,6 +72,12 @@ PACK = re.compile(r"pack-\d{8}\.pack")
 # Neither changes the format: readers never look at either constant.
 SEED_PACK_LIMIT = 2500
 SEED_EXTEND_STEP = 4096
+
+# The ref table's layout (objects_spec/README.md, section 14): a 20-byte
+# header (in clear in a sealed table too), the body, then a BLAKE3-256
+# of everything before it.
+TABLE_HEADER_SIZE = 20
+TABLE_CHECKSUM_SIZE = 32
 
 REFUSED = "refused at open"
 READ_ERRORS = "read errors"
@@ -67,6 +89,7 @@ MISREPORTED = "misreported"
 UNDETECTED = "undetected"
 DETECTED = (REFUSED, READ_ERRORS, VERIFY_ONLY, TORN)
 FAILURES = (WRONG, UNTYPED, MISREPORTED, UNDETECTED)
+ENCRYPTED_CASES = "on encrypted stores"
 
 
 # -- the seeded store ---------------------------------------------------------
@@ -127,7 +150,26 @@ class Seed:
     end: tuple[int, int]
     old_table: bytes
     table_position: tuple[int, int]
+    opener: Opener
+    codec: objects.ObjectCodec
+    names: refs.NameCodec
+    keys: crypto.Keys | None
     ids: list[tuple[str, str]] = field(default_factory=list)
+    collection_records: list[Span] = field(default_factory=list)
+
+    @property
+    def encrypted(self) -> bool:
+        return self.keys is not None
+
+    def decode_table(self, data: bytes) -> refs.State:
+        """A ref table of the seed's kind (sealed when encrypted)."""
+        key = None if self.keys is None else self.keys.sealing_key
+        return table.decode(data, self.names, key)
+
+    def open(self, root: Path) -> sentinel.Store:
+        """Open a copy of the seed as the seed itself was opened: with
+        the passphrase (and the test KDF cost) when it is encrypted."""
+        return self.opener(root)
 
     def versions(
         self, collection: str, doc_id: str, *, cut: bool = False
@@ -238,11 +280,17 @@ def _map_seed(
     root: Path,
     writes: list[Written],
     old_table: bytes,
-    locations: dict[bytes, refs.Location],
-    position: tuple[int, int],
+    store: sentinel.Store,
+    opener: Opener,
+    keys: crypto.Keys | None,
 ) -> Seed:
     """Find every record of the seeded journal, and check it against the
-    engine's own index."""
+    engine's own index (`store`, still open)."""
+    engine = store._engine
+    locations = dict(engine.state.objects)
+    key = None if keys is None else keys.sealing_key
+    checkpoint = (root / "refs" / "table").read_bytes()
+    position = table.decode(checkpoint, engine.state.names, key).position
     packs = sorted(
         int(name[5:13])
         for name in os.listdir(root / "objects")
@@ -254,6 +302,7 @@ def _map_seed(
     found: list[Stored] = []
     moves: list[tuple[Span, refs.Move]] = []
     seals: list[Span] = []
+    collections: list[Span] = []
     for number in packs:
         closing = max(
             f.offset
@@ -278,12 +327,14 @@ def _map_seed(
                     )
                     found.append(Stored(address, record, stored))
                 elif item.kind == journal.RECORD_REF:
-                    move = refs.decode_move(item.content)
+                    move = refs.decode_move(item.content, engine.state.names)
                     moves.append(
                         (_span(frame, item.offset, stop, *flags), move)
                     )
                 elif item.kind == journal.RECORD_SEAL:
                     seals.append(_span(frame, item.offset, stop, *flags))
+                elif item.kind == journal.RECORD_COLLECTION:
+                    collections.append(_span(frame, item.offset, stop, *flags))
     assert {s.address for s in found} == set(locations)
     assert len(moves) == len(writes) and len(seals) == len(packs) - 1
     seed = Seed(
@@ -296,28 +347,42 @@ def _map_seed(
         (last, tail.end),
         old_table,
         position,
+        opener,
+        engine.codec,
+        engine.state.names,
+        keys,
     )
     seed.ids = sorted({(w.collection, w.doc_id) for w in writes})
+    seed.collection_records = collections
     return seed
 
 
-@pytest.fixture(scope="module")
-def seed(tmp_path_factory: pytest.TempPathFactory) -> Seed:
-    """The seeded store, closed; cases copy it and never touch it."""
-    root = tmp_path_factory.mktemp("seed") / "store"
+@pytest.fixture(scope="module", params=KINDS)
+def seed(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Seed:
+    """The seeded store, closed; cases copy it and never touch it.  Made
+    twice: plain, and encrypted with `PASSPHRASE` at the test-only KDF
+    cost (as test_passphrase.py does), so that opening one of the
+    hundreds of copies costs no real Argon2id run."""
+    encrypted = request.param == "encrypted"
+    opener = Opener(encrypted)
+    root = tmp_path_factory.mktemp(f"seed-{request.param}") / "store"
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(journal, "PACK_LIMIT", SEED_PACK_LIMIT)
         patch.setattr(journal, "EXTEND_STEP", SEED_EXTEND_STEP)
-        store = sentinel.Store.new(root)
+        store = opener(root)
         try:
+            assert store.encrypted == encrypted
             old_table, writes = _seed_writes(store, root)
-            state = store._engine.state
-            locations = dict(state.objects)
-            checkpoint = (root / "refs" / "table").read_bytes()
+            keys = (
+                crypto.open_keyfile(keyfile.read(str(root)), PASSPHRASE)
+                if encrypted
+                else None
+            )
+            seed = _map_seed(root, writes, old_table, store, opener, keys)
         finally:
             store.close()
-    position = table.decode(checkpoint).position
-    seed = _map_seed(root, writes, old_table, locations, position)
 
     # The workload must give every kind of case something to hit.
     assert len(seed.packs) >= 3
@@ -330,6 +395,28 @@ def seed(tmp_path_factory: pytest.TempPathFactory) -> Seed:
         s.address.hex() for s in seed.objects if s.stored.tail
     )
     return seed
+
+
+@dataclass(frozen=True)
+class Stranger:
+    """Files of another encrypted store, made with the same passphrase:
+    valid in every way, but under other keys."""
+
+    keys: bytes
+    table: bytes
+
+
+@pytest.fixture(scope="module")
+def stranger(tmp_path_factory: pytest.TempPathFactory) -> Stranger:
+    root = tmp_path_factory.mktemp("stranger") / "store"
+    with Opener(True)(root) as store:
+        store.collection("users").insert("u0", _doc("u0", 1))
+        with store._engine.state_lock:
+            store._engine.checkpoint()
+    return Stranger(
+        (root / keyfile.FILE_NAME).read_bytes(),
+        (root / "refs" / "table").read_bytes(),
+    )
 
 
 def _copy(seed: Seed, target: Path, mode: str) -> Path:
@@ -519,14 +606,10 @@ def _lists(report: sentinel.VerifyReport, case: Case) -> bool:
     return False
 
 
-def _open(root: Path) -> sentinel.Store:
-    return sentinel.Store.new(root)
-
-
 def judge(seed: Seed, root: Path, case: Case) -> Verdict:
     """Reopen a damaged copy and sort the outcome into one category."""
     try:
-        store = _open(root)
+        store = seed.open(root)
     except sentinel.CorruptionError as exc:
         if case.torn:
             return Verdict(MISREPORTED, f"torn tail refused: {exc!r}", exc)
@@ -579,9 +662,9 @@ def _check_cut(
     """After a torn tail: the next write zeroes its remains, and a
     reopened store is clean and holds everything else."""
     try:
-        with _open(root) as store:
+        with seed.open(root) as store:
             store.collection("users").insert("after-cut", {"n": 1})
-        with _open(root) as store:
+        with seed.open(root) as store:
             reads = _Reads(seed, store, case)
             reads.run(cut=True)
             after = store.collection("users").get("after-cut")
@@ -606,15 +689,19 @@ def _check_cut(
         issues.append((UNTYPED, f"after the cut: {exc!r}"))
 
 
-def record_figure(counts: dict[str, int]) -> None:
+def record_figure(seed: Seed, counts: dict[str, int]) -> None:
     """Add one test's verdicts to the "corruptions" figure, every
-    category listed so the line reads the same whatever ran."""
+    category listed so the line reads the same whatever ran.  The line
+    covers both kinds of store; `ENCRYPTED_CASES` says how many of the
+    injected faults hit an encrypted one."""
     tally = dict.fromkeys(DETECTED + FAILURES, 0)
     tally.update(counts)
+    injected = sum(tally.values())
     figures.record(
         "corruptions",
         zero=FAILURES,
-        injected=sum(tally.values()),
+        injected=injected,
+        **{ENCRYPTED_CASES: injected if seed.encrypted else 0},
         detected=sum(tally[c] for c in DETECTED),
         **tally,
     )
@@ -650,7 +737,7 @@ def run_cases(
                 f"(wanted {' or '.join(wanted)}): {verdict.detail}"
             )
         shutil.rmtree(root.parent)
-    record_figure(tally)
+    record_figure(seed, tally)
     assert not unexpected, (
         f"{len(unexpected)} of {len(cases)} cases:\n" + "\n".join(unexpected)
     )
@@ -799,7 +886,7 @@ def test_log_does_not_end_early_at_damage(
         root = _copy(seed, tmp_path / f"case-{number}", mode)
         _flip(_pack_path(root, stored.pack), stored.start + 20, 0)
         case = Case("log", lambda root: None, frozenset({item.address.hex()}))
-        with _open(root) as store:
+        with seed.open(root) as store:
             reads = _Reads(seed, store, case)
             reads.log(seed.log())
         failures += [
@@ -807,7 +894,7 @@ def test_log_does_not_end_early_at_damage(
             for _, detail in reads.issues
         ]
     record_figure(
-        {WRONG: len(failures), READ_ERRORS: len(hits) - len(failures)}
+        seed, {WRONG: len(failures), READ_ERRORS: len(hits) - len(failures)}
     )
     assert not failures, "\n".join(failures)
 
@@ -932,7 +1019,9 @@ def test_damaged_pack_header_refuses_open(
 # -- T20: the ref table -------------------------------------------------------
 
 
-def _table_cases(seed: Seed) -> list[tuple[str, Callable[[Path], None]]]:
+def _table_cases(
+    seed: Seed, stranger: Stranger
+) -> list[tuple[str, Callable[[Path], None]]]:
     rng = random.Random(f"{SEED}:table")
     size = len((seed.root / "refs" / "table").read_bytes())
     where, bit = rng.randrange(size), rng.randrange(8)
@@ -949,24 +1038,58 @@ def _table_cases(seed: Seed) -> list[tuple[str, Callable[[Path], None]]]:
     def garbage(root: Path) -> None:
         (root / "refs" / "table").write_bytes(rng.randbytes(size))
 
-    return [
+    cases = [
         (f"bit flip at byte {where} bit {bit}", flip),
         (f"truncated to {size // 2} bytes", half),
         ("truncated to 0 bytes", empty),
         ("replaced by random bytes", garbage),
     ]
+    if not seed.encrypted:
+        return cases
+    # A sealed table (encryption.md, section 10) adds a check behind the
+    # checksum: its box must open under the store's sealing key.  These
+    # two cases pass the checksum and reach it: a changed box byte with
+    # the checksum recomputed (anyone can recompute a BLAKE3), and the
+    # valid table of another store.  A plain table has no such check (a
+    # plain table with a recomputed checksum is believed, as the cache
+    # it is), so they exist for encrypted stores only.
+    box = rng.randrange(TABLE_HEADER_SIZE, size - TABLE_CHECKSUM_SIZE)
+    box_bit = rng.randrange(8)
+
+    def sealed_box(root: Path) -> None:
+        path = root / "refs" / "table"
+        _flip(path, box, box_bit)
+        _rehash_table(path)
+
+    def foreign(root: Path) -> None:
+        (root / "refs" / "table").write_bytes(stranger.table)
+
+    return [
+        *cases,
+        (f"box byte {box} bit {box_bit}, checksum recomputed", sealed_box),
+        ("another store's valid table", foreign),
+    ]
 
 
-def test_damaged_ref_table_is_rebuilt(seed: Seed, tmp_path: Path) -> None:
-    """A table that fails its checksum is ignored: the store opens, every
-    read is rebuilt from the journal, and verify reports the table."""
-    table_cases = _table_cases(seed)
+def _rehash_table(path: Path) -> None:
+    """Recompute the trailing BLAKE3-256 of a ref table."""
+    data = path.read_bytes()[:-TABLE_CHECKSUM_SIZE]
+    path.write_bytes(data + blake3.blake3(data).digest())
+
+
+def test_damaged_ref_table_is_rebuilt(
+    seed: Seed, stranger: Stranger, tmp_path: Path
+) -> None:
+    """A table that fails its checksum (or, sealed, its tag) is ignored:
+    the store opens, every read is rebuilt from the journal, and verify
+    reports the table."""
+    table_cases = _table_cases(seed, stranger)
     failures = []
     for number, (label, mutate) in enumerate(table_cases):
         root = _copy(seed, tmp_path / f"case-{number}", "table")
         mutate(root)
         case = Case(label, mutate)
-        with _open(root) as store:
+        with seed.open(root) as store:
             reads = _Reads(seed, store, case)
             reads.run(cut=False)
             report = _verify(store, case, reads.issues)
@@ -974,7 +1097,7 @@ def test_damaged_ref_table_is_rebuilt(seed: Seed, tmp_path: Path) -> None:
         if reads.issues or reads.failed or kinds != ["ref-table"]:
             failures.append(f"{label}: {reads.issues} {kinds}")
     passed = len(table_cases) - len(failures)
-    record_figure({VERIFY_ONLY: passed, MISREPORTED: len(failures)})
+    record_figure(seed, {VERIFY_ONLY: passed, MISREPORTED: len(failures)})
     assert not failures, "\n".join(failures)
 
 
@@ -987,14 +1110,307 @@ def test_rolled_back_ref_table_is_brought_up_to_date(
     finds nothing wrong."""
     root = _copy(seed, tmp_path, "table")
     (root / "refs" / "table").write_bytes(seed.old_table)
-    older = table.decode(seed.old_table).position
+    older = seed.decode_table(seed.old_table).position
     assert older < seed.table_position
-    with _open(root) as store:
+    with seed.open(root) as store:
         reads = _Reads(seed, store, Case("old table", lambda root: None))
         reads.run(cut=False)
         report = store.verify()
     assert reads.issues == [] and not reads.failed
     assert report.ok, report.problems
+
+
+# -- encrypted stores: the key file and sealed names --------------------------
+
+# The key file's fields (encryption.md, section 6): offset and size.
+KEY_FILE_FIELDS = {
+    "magic": (0, 4),
+    "format": (4, 1),
+    "KDF": (5, 1),
+    "AEAD": (6, 1),
+    "reserved": (7, 1),
+    "memory": (8, 4),
+    "iterations": (12, 4),
+    "lanes": (16, 4),
+    "salt": (20, 16),
+    "public key": (36, 32),
+    "wrapped master key": (68, 60),
+    "sealed seed": (128, 60),
+    "checksum": (188, 32),
+}
+FORMAT_BYTE = KEY_FILE_FIELDS["format"][0]
+ENCRYPTED_ONLY = pytest.mark.parametrize("seed", ["encrypted"], indirect=True)
+
+
+@dataclass(frozen=True)
+class KeyCase:
+    """One fault of the key file, and the error open must raise."""
+
+    label: str
+    mutate: Callable[[Path], None]
+    expected: type[sentinel.SentinelError]
+
+
+def _key_file_cases(seed: Seed, stranger: Stranger) -> list[KeyCase]:
+    """Every byte flipped (one bit each), each field and the whole file
+    zeroed, cuts, deletion, and another store's valid key file.
+
+    The expected errors follow the reader's documented order of checks
+    (encryption.md, section 6): the magic, then the format byte, then
+    the size, then the checksum.  So damage is `CorruptKeyFileError`,
+    except where it hits the format byte first: a format other than 1
+    is `UnsupportedFormatError`, since a reader cannot tell a flipped
+    format from a newer one.  Neither is ever `WrongPassphraseError`:
+    the checksum exists to tell damage from a wrong passphrase.
+    """
+    good = (seed.root / keyfile.FILE_NAME).read_bytes()
+    assert len(good) == crypto.KEYFILE_SIZE
+    rng = random.Random(f"{SEED}:keys")
+    cases = []
+
+    def write(data: bytes) -> Callable[[Path], None]:
+        def mutate(root: Path) -> None:
+            (root / keyfile.FILE_NAME).write_bytes(data)
+
+        return mutate
+
+    for where in range(len(good)):
+        bit = rng.randrange(8)
+        data = bytearray(good)
+        data[where] ^= 1 << bit
+        cases.append(
+            KeyCase(
+                f"bit flip at byte {where} bit {bit}",
+                write(bytes(data)),
+                sentinel.UnsupportedFormatError
+                if where == FORMAT_BYTE
+                else sentinel.CorruptKeyFileError,
+            )
+        )
+    for name, (start, size) in KEY_FILE_FIELDS.items():
+        if not any(good[start : start + size]):
+            continue  # already zero (the reserved byte): nothing to damage
+        data = bytearray(good)
+        data[start : start + size] = bytes(size)
+        cases.append(
+            KeyCase(
+                f"{name} zeroed",
+                write(bytes(data)),
+                sentinel.UnsupportedFormatError
+                if name == "format"
+                else sentinel.CorruptKeyFileError,
+            )
+        )
+    cases.append(
+        KeyCase(
+            "whole file zeroed",
+            write(bytes(len(good))),
+            sentinel.CorruptKeyFileError,
+        )
+    )
+    half = len(good) // 2
+    checksum = KEY_FILE_FIELDS["checksum"][0]
+    for cut in sorted({0, 4, FORMAT_BYTE + 1, half, checksum, len(good) - 1}):
+        cases.append(
+            KeyCase(
+                f"cut to {cut} bytes",
+                write(good[:cut]),
+                sentinel.CorruptKeyFileError,
+            )
+        )
+    cases.append(
+        KeyCase(
+            "deleted",
+            lambda root: os.unlink(root / keyfile.FILE_NAME),
+            sentinel.CorruptKeyFileError,
+        )
+    )
+    # Another store's key file, valid for the same passphrase: nothing
+    # at open can tell it from the right one.  It unwraps another master
+    # key, so the sealed table fails its tag and is ignored, and replay
+    # refuses the first record, whose sealed collection name does not
+    # open: `CorruptJournalError` naming pack 1, before any read.
+    assert stranger.keys != good
+    cases.append(
+        KeyCase(
+            "replaced by another store's valid key file",
+            write(stranger.keys),
+            sentinel.CorruptJournalError,
+        )
+    )
+    return cases
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    """Every file under `root` and its bytes."""
+    return {
+        str(path.relative_to(root)): path.read_bytes()
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }
+
+
+def _judge_key_case(seed: Seed, root: Path, case: KeyCase) -> tuple[str, str]:
+    """Open a copy whose key file `case` damaged: category and detail."""
+    try:
+        store = seed.open(root)
+    except case.expected as exc:
+        if type(exc) is not case.expected:
+            return MISREPORTED, f"{exc!r} is a subclass of {case.expected}"
+        if isinstance(exc, sentinel.CorruptJournalError) and not (
+            _names_a_pack(exc, root)
+        ):
+            return MISREPORTED, f"{exc!r} names no pack"
+        if isinstance(exc, sentinel.CorruptKeyFileError) and (
+            exc.path != str(root / "keys")
+        ):
+            return MISREPORTED, f"{exc!r} names {exc.path}, not the key file"
+        return REFUSED, repr(exc)
+    except sentinel.SentinelError as exc:
+        return MISREPORTED, f"open raised {exc!r}"
+    except Exception as exc:
+        return UNTYPED, f"open raised {exc!r}"
+    # Opened: every read must still be right, but the damage was missed.
+    with store:
+        reads = _Reads(seed, store, Case(case.label, case.mutate))
+        reads.run(cut=False)
+    wrong = [detail for found, detail in reads.issues if found == WRONG]
+    if wrong:
+        return WRONG, wrong[0]
+    return UNDETECTED, "the store opened"
+
+
+@ENCRYPTED_ONLY
+@pytest.mark.parametrize("mode", MODES)
+def test_damaged_key_file_refuses_open(
+    seed: Seed, stranger: Stranger, tmp_path: Path, mode: str
+) -> None:
+    """Every fault of the key file of an encrypted store is refused at
+    open with the typed error the key file's documented checks give,
+    never wrong data, and a refused open writes nothing (encryption.md,
+    section 11.2)."""
+    cases = _key_file_cases(seed, stranger)
+    tally = dict.fromkeys(DETECTED + FAILURES, 0)
+    unexpected = []
+    for number, case in enumerate(cases):
+        root = _copy(seed, tmp_path / f"case-{number}", mode)
+        case.mutate(root)
+        before = _tree(root)
+        category, detail = _judge_key_case(seed, root, case)
+        tally[category] += 1
+        if category != REFUSED:
+            unexpected.append(f"{case.label} [{mode}]: {category}: {detail}")
+        elif _tree(root) != before:
+            unexpected.append(f"{case.label} [{mode}]: refused, but wrote")
+        shutil.rmtree(root.parent)
+    record_figure(seed, tally)
+    assert not unexpected, (
+        f"{len(unexpected)} of {len(cases)} cases:\n" + "\n".join(unexpected)
+    )
+
+
+def _patch_record(path: Path, span: Span, where: int, bit: int) -> None:
+    """Flip one bit of the record content that `span` holds and recompute
+    the record's and the frame's CRC-32, as anyone who can edit the
+    folder can (encryption.md, section 12: frames carry CRCs, not a
+    MAC).  Only what the CRCs do not cover is left to catch it."""
+    _flip(path, where, bit)
+    content = _read_at(path, span.start, span.end - span.start)
+    _write_at(path, span.start - 4, struct.pack(">I", zlib.crc32(content)))
+    body_start = span.frame + journal.FRAME_HEADER_SIZE
+    body_end = span.frame_end - journal.FRAME_TRAILER.size
+    body = _read_at(path, body_start, body_end - body_start)
+    _write_at(path, body_end, struct.pack(">I", zlib.crc32(body)))
+
+
+def _sealed_name_cases(seed: Seed) -> list[tuple[Case, Span]]:
+    """A flipped bit in each sealed name of the journal: both names of
+    every ref move, and the name of every collection record; CRCs
+    recomputed."""
+    found: list[tuple[Span, str, int, int]] = []
+    for span, move in seed.moves:
+        content = _read_at(
+            _pack_path(seed.root, span.pack),
+            span.start,
+            span.end - span.start,
+        )
+        collection = 1 + content[0]
+        found.append((span, f"collection of {move.collection}", 1, content[0]))
+        found.append(
+            (
+                span,
+                f"id of {move.collection}/{move.id} v{move.version}",
+                collection + 1,
+                content[collection],
+            )
+        )
+    for span in seed.collection_records:
+        # The operation byte, then the sealed collection name.
+        found.append((span, "collection record", 1, span.end - span.start - 1))
+    cases = []
+    for span, what, at, size in found:
+        rng = random.Random(f"{SEED}:name:{span.start}:{at}")
+        where = span.start + at + rng.randrange(size)
+        bit = rng.randrange(8)
+        cases.append(
+            (
+                Case(
+                    f"sealed {what} ({span.name}@{span.frame}) "
+                    f"byte {where} bit {bit}",
+                    lambda root, s=span, w=where, b=bit: _patch_record(
+                        _pack_path(root, s.pack), s, w, b
+                    ),
+                    frozenset(),
+                    frozenset({(span.name, span.frame)}),
+                ),
+                span,
+            )
+        )
+    return cases
+
+
+@ENCRYPTED_ONLY
+@pytest.mark.parametrize("mode", MODES)
+def test_tampered_sealed_name_is_detected(
+    seed: Seed, tmp_path: Path, mode: str
+) -> None:
+    """A sealed name changed with its CRCs recomputed: the CRCs pass, so
+    this reaches the check only an encrypted store has, the name's tag.
+    Replay refuses the record with `CorruptJournalError` naming the pack
+    and frame (even in the last frame: its CRCs are whole, so it is no
+    torn write); a frame the ref table covers is not replayed at open,
+    so verify must list it by that frame's offset.
+
+    Plain stores are left out on purpose: their names carry no tag, and
+    a changed plain name that is still a valid name is, by the threat
+    model (encryption.md, section 12), a record nothing can refuse."""
+    named = _sealed_name_cases(seed)
+    covered = {
+        case.label
+        for case, span in named
+        if mode == "table" and span.checkpointed
+    }
+
+    def allowed(case: Case) -> tuple[str, ...]:
+        if case.label in covered:
+            return (VERIFY_ONLY,)
+        return (REFUSED,)
+
+    run_cases(
+        seed,
+        tmp_path,
+        mode,
+        [case for case, _ in named],
+        allowed,
+        sentinel.CorruptJournalError,
+    )
+
+
+def _names_size(content: bytes) -> int:
+    """Bytes taken by the two length-prefixed names that open a ref-move
+    record (plain or sealed)."""
+    collection = 1 + content[0]
+    return collection + 1 + content[collection]
 
 
 def _forge_move(
@@ -1005,7 +1421,10 @@ def _forge_move(
 
     Built from the id's last real move by the documented layout (names,
     new head, previous head, version number, then the rest unchanged), so
-    it passes every check replay makes on a move.
+    it passes every check replay makes on a move.  The names are copied
+    as they are stored: in an encrypted store they are sealed, and
+    copying them is all someone without the key can do (encryption.md,
+    section 12: frames carry CRCs, not a MAC).
     """
     span, move = [
         (s, m)
@@ -1015,7 +1434,7 @@ def _forge_move(
     content = _read_at(
         _pack_path(seed.root, span.pack), span.start, span.end - span.start
     )
-    names = 2 + len(collection) + len(doc_id)
+    names = _names_size(content)
     forged = (
         content[:names]
         + new
@@ -1023,7 +1442,7 @@ def _forge_move(
         + struct.pack(">Q", move.version + 1)
         + content[names + 72 :]
     )
-    assert refs.decode_move(forged).new == new
+    assert refs.decode_move(forged, seed.names).new == new
     return forged, seed.versions(collection, doc_id)[0]
 
 
@@ -1038,7 +1457,7 @@ def _forged(
     root = _copy(seed, tmp_path, "table")
     forged, _ = _forge_move(seed, "users", doc_id, new)
     _append_frame(root, seed, [journal.record(journal.RECORD_REF, forged)])
-    return _open(root)
+    return seed.open(root)
 
 
 def test_ref_moved_to_another_documents_object(
@@ -1065,7 +1484,7 @@ def test_ref_moved_to_another_documents_object(
         p.kind == "bad-ref" and p.address == other.address
         for p in report.problems
     ), report.problems
-    record_figure({READ_ERRORS: 1})
+    record_figure(seed, {READ_ERRORS: 1})
 
 
 def test_ref_rolled_back_by_a_forged_move(seed: Seed, tmp_path: Path) -> None:
@@ -1081,7 +1500,7 @@ def test_ref_rolled_back_by_a_forged_move(seed: Seed, tmp_path: Path) -> None:
         p.kind == "bad-ref" and p.address == first.address
         for p in report.problems
     ), report.problems
-    record_figure({READ_ERRORS: 1})
+    record_figure(seed, {READ_ERRORS: 1})
 
 
 def _forge_chain(
@@ -1091,7 +1510,7 @@ def _forge_chain(
     stamped `time` (u64 microseconds, after the version number in the
     documented layout), with correct CRCs."""
     first, head = _forge_move(seed, "users", doc_id, targets[0])
-    names = 2 + len("users") + len(doc_id)
+    names = _names_size(first)
     moves = []
     previous, version = bytes.fromhex(head.address), head.version
     for target in targets:
@@ -1125,7 +1544,7 @@ def test_forged_move_with_a_time_past_int64(
     )
     error: BaseException | None = None
     try:
-        with _open(root) as store:
+        with seed.open(root) as store:
             with pytest.raises(sentinel.CorruptionError):
                 store.collection("users").get("u0")
         category = READ_ERRORS
@@ -1137,7 +1556,7 @@ def test_forged_move_with_a_time_past_int64(
             MISREPORTED if isinstance(exc, sentinel.SentinelError) else UNTYPED
         )
         error = exc
-    record_figure({category: 1})
+    record_figure(seed, {category: 1})
     assert category in DETECTED, f"open raised {error!r}"
 
 
@@ -1174,7 +1593,7 @@ def _crafted_payload(seed: Seed, doc_id: str, data: bytes) -> bytes:
         item.stored.start,
         item.stored.end - item.stored.start,
     )
-    _, payload = objects.decode(stored, item.address)
+    payload = seed.codec.decode(stored, item.address).payload
     old = b'"data":' + codec.canonical(head.data)
     assert payload.count(old) == 1
     payload = payload.replace(old, b'"data":' + data)
@@ -1216,10 +1635,11 @@ NON_CANONICAL = frozenset(
     }
 )
 BOMB_SIZE = 4 << 30
+HEADER_LIES = "header declares 4 GiB"
 CRAFTED_STORED = {
     # Stored objects whose header or zstd frame lie about their size.
     "frame declares 4 GiB": (1000, _zstd_frame(BOMB_SIZE, 1000)),
-    "header declares 4 GiB": (BOMB_SIZE, _zstd_frame(BOMB_SIZE, 0)),
+    HEADER_LIES: (BOMB_SIZE, _zstd_frame(BOMB_SIZE, 0)),
     "frame without a size inflates to 4 GiB": (
         1000,
         _zstd_frame(None, BOMB_SIZE),
@@ -1239,11 +1659,20 @@ def _crafted_object(seed: Seed, label: str) -> tuple[bytes, bytes]:
     it.  A lying frame gets an arbitrary address: it must be refused
     before it is inflated past the size limit (the frame at the limit is
     inflated, within bounds, and then fails its hash check).
+
+    In an encrypted store both are sealed with the store's keys, as
+    only a writer holding them (a bug, or a process that has the
+    passphrase) could: without the keys the tag fails first, and the
+    checks behind it would never be reached.
     """
     if label in CRAFTED_DATA:
         payload = _crafted_payload(seed, "u3", CRAFTED_DATA[label])
-        return objects.encode(objects.TYPE_VERSION, payload)
+        encoded = seed.codec.encode(objects.TYPE_VERSION, payload)
+        return encoded.address, encoded.stored
     length, body = CRAFTED_STORED[label]
+    address = hashlib.sha256(label.encode()).digest()
+    if seed.keys is not None:
+        return address, _sealed_crafted(seed.keys, address, label, body)
     header = objects.HEADER.pack(
         objects.MAGIC,
         objects.TYPE_VERSION,
@@ -1252,7 +1681,36 @@ def _crafted_object(seed: Seed, label: str) -> tuple[bytes, bytes]:
         0,
         min(length, 0xFFFFFFFF),
     )
-    return hashlib.sha256(label.encode()).digest(), header + body
+    return address, header + body
+
+
+def _sealed_crafted(
+    keys: crypto.Keys, address: bytes, label: str, frame: bytes
+) -> bytes:
+    """A sealed object (encryption.md, section 7) around the zstd frame
+    `frame`, authenticated for `address`, so its tag passes.
+
+    A sealed header's length is that of the sealed body, not of the
+    payload: only "header declares 4 GiB" lies there (and must be
+    refused before anything is decrypted); the others tell the truth
+    and leave the lie to the frame inside.  The trailer's signature is
+    zeros: every check of the frame and address comes before it.
+    """
+    plaintext = (
+        frame
+        + crypto.signer_id(keys.public_key)
+        + bytes(crypto.SIGNATURE_SIZE)
+    )
+    body = len(plaintext) + crypto.SEAL_OVERHEAD
+    header = objects.HEADER.pack(
+        objects.MAGIC,
+        objects.TYPE_VERSION,
+        objects.ENCODING_SEALED,
+        objects.FLAG_SIGNED,
+        0,
+        min(BOMB_SIZE, 0xFFFFFFFF) if label == HEADER_LIES else body,
+    )
+    return header + crypto.seal(keys.sealing_key, plaintext, header + address)
 
 
 @pytest.mark.parametrize("label", [*CRAFTED_DATA, *CRAFTED_STORED])
@@ -1276,7 +1734,7 @@ def test_crafted_object_on_read(
             journal.record(journal.RECORD_REF, forged),
         ],
     )
-    with _open(root) as store:
+    with seed.open(root) as store:
         users = store.collection("users")
         tracemalloc.start()
         try:
@@ -1292,7 +1750,7 @@ def test_crafted_object_on_read(
     )
     lenient = label in NON_CANONICAL
     category = _crafted_verdict((got, walked), listed, lenient)
-    record_figure({category: 1})
+    record_figure(seed, {category: 1})
     if not lenient:
         assert (got, walked) == ("refused", "refused"), (
             f"get: {got}; history: {walked}"
@@ -1425,7 +1883,7 @@ def test_stray_files_are_ignored_and_stale_temps_swept(
     followed, so nothing outside the store changes."""
     strays = _plant_strays(seed, tmp_path)
     outside_before = _snapshot(strays.outside)
-    with _open(strays.root) as store:
+    with seed.open(strays.root) as store:
         reads = _Reads(seed, store, Case("strays", lambda root: None))
         reads.run(cut=False)
         listed = store.list_collections()
@@ -1457,7 +1915,7 @@ def test_verify_reports_unknown_files(seed: Seed, tmp_path: Path) -> None:
     (backups, links) are reported as ``stray-file`` problems, so an
     operator learns of them; they are never deleted."""
     strays = _plant_strays(seed, tmp_path)
-    with _open(strays.root) as store:
+    with seed.open(strays.root) as store:
         report = store.verify()
     reported = {p.path for p in report.problems if p.kind == "stray-file"}
     missing = [
@@ -1487,7 +1945,7 @@ def test_pack_named_link_is_never_followed(
     written: list[str] = []
     error: BaseException | None = None
     try:
-        with _open(root) as store:
+        with seed.open(root) as store:
             users = store.collection("users")
             for number in range(40):
                 users.insert(f"roll{number}", _doc("roll", number))
@@ -1500,7 +1958,7 @@ def test_pack_named_link_is_never_followed(
         f"the store wrote through {journal.pack_name(following)} "
         f"into {victim} (after {len(written)} writes, error {error!r})"
     )
-    with _open(root) as store:
+    with seed.open(root) as store:
         users = store.collection("users")
         for doc_id in written:
             assert users.get(doc_id) is not None
@@ -1517,7 +1975,7 @@ def test_verify_survives_a_dangling_pack_named_link(
     target = tmp_path / "nowhere" / "pack"
     link = _pack_path(root, 99)
     link.symlink_to(target)
-    with _open(root) as store:
+    with seed.open(root) as store:
         report = store.verify()
     assert not target.exists()
     assert any(p.path == str(link) for p in report.problems), report
@@ -1530,23 +1988,24 @@ def test_missing_config_never_destroys_data(
     """sentinel.json lost (deleted, or a directory entry damaged): opening
     must not take the folder for an unfinished creation and recreate the
     first pack over acknowledged data.  It refuses with a typed error or
-    opens with every write intact; the packs are unchanged."""
+    opens with every write intact; the packs are unchanged.  In an
+    encrypted store the key file is data too: creation replaces the key
+    file an unfinished creation left (encryption.md, 11.1), and a new
+    master key would make every sealed byte unreadable for ever."""
     root = _copy(seed, tmp_path, mode)
     os.unlink(root / "sentinel.json")
-    packs_before = {
-        p.name: p.read_bytes() for p in (root / "objects").iterdir()
-    }
+    kept = [root / "objects" / name for name in os.listdir(root / "objects")]
+    if seed.encrypted:
+        kept.append(root / keyfile.FILE_NAME)
+    before = {path.name: path.read_bytes() for path in kept}
     try:
-        store = _open(root)
+        store = seed.open(root)
     except sentinel.SentinelError:
         store = None
-    packs_after = {
-        p.name: p.read_bytes() for p in (root / "objects").iterdir()
-    }
     changed = sorted(
-        name
-        for name in packs_before
-        if packs_after.get(name) != packs_before[name]
+        path.name
+        for path in kept
+        if not path.exists() or path.read_bytes() != before[path.name]
     )
     if store is not None:
         with store:
@@ -1555,3 +2014,41 @@ def test_missing_config_never_destroys_data(
     assert not changed, f"opening without a config rewrote {changed}"
     if store is not None:
         assert reads.issues == [] and not reads.failed
+
+
+# -- a forged ref table ------------------------------------------------------
+
+
+def test_forged_ref_table_is_reported_by_verify(tmp_path: Path) -> None:
+    """A plain store's table is checksummed, not authenticated: anyone
+    who can write the folder can forge one with a valid checksum that
+    claims the current position.  Open trusts it (it is only a cache
+    of the journal), so reads serve the forged refs; verify replays the
+    journal and must report that the refs in use differ from it."""
+    path = tmp_path / "store"
+    with sentinel.Store.new(path) as store:
+        users = store.collection("users")
+        users.insert("u1", {"n": 1})
+        users.insert("u2", {"n": 2})
+        store._engine.checkpoint()
+        refs_of = store._engine.state.collections["users"]
+        # The forgery hides u2, as if it had never been written.
+        honest = refs_of.heads.pop("u2")
+        refs_of.live -= 1
+        forged = table.encode(store._engine.state)
+        refs_of.heads["u2"] = honest
+        refs_of.live += 1
+        assert store.verify().ok
+    (path / "refs" / "table").write_bytes(forged)
+    with sentinel.Store.new(path) as store:
+        assert store.collection("users").get("u2") is None
+        report = store.verify()
+    assert [(p.kind, p.path) for p in report.problems] == [
+        ("ref-table", str(path / "refs" / "table"))
+    ], report.problems
+    assert "the refs of users" in report.problems[0].detail
+    # Without the table the journal's truth comes back.
+    (path / "refs" / "table").unlink()
+    with sentinel.Store.new(path) as store:
+        assert store.collection("users").get("u2").data == {"n": 2}
+        assert store.verify().ok
