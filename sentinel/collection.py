@@ -662,7 +662,11 @@ class Collection:
         return self._all(options)
 
     def _all(self, options: VerificationOptions) -> Iterator[Document]:
+        # The checks of `_as_version` and `_checked`, inlined: this loop
+        # runs once per document of a scan, and calls cost here.
         engine = self._engine
+        name = self._name
+        parse = objects.parse_version
         for window in self._windows():
             found = engine.read_many(
                 [head.address for _, head in window], options
@@ -670,8 +674,32 @@ class Collection:
             for (doc_id, head), result in zip(window, found, strict=True):
                 if isinstance(result, Exception):
                     raise result
-                yield self._checked(
-                    doc_id, head, _as_version(result, head), result.signature
+                address = head.address.hex()
+                if result.kind != objects.TYPE_VERSION:
+                    raise CorruptObjectError(
+                        f"object {address} is not a version object",
+                        address=address,
+                    )
+                version = parse(result.payload, address)
+                if (
+                    version.collection != name
+                    or version.id != doc_id
+                    or version.version != head.version
+                    or version.deleted != head.deleted
+                ):
+                    self._checked(doc_id, head, version)  # raises
+                yield Document(
+                    name,
+                    doc_id,
+                    version.version,
+                    version.created_at,
+                    version.updated_at,
+                    address,
+                    version.data,
+                    None,
+                    version.deleted,
+                    version.parent,
+                    result.signature.hex(),
                 )
 
     def filter(
