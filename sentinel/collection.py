@@ -662,11 +662,8 @@ class Collection:
         return self._all(options)
 
     def _all(self, options: VerificationOptions) -> Iterator[Document]:
-        # The checks of `_as_version` and `_checked`, inlined: this loop
-        # runs once per document of a scan, and calls cost here.
         engine = self._engine
-        name = self._name
-        parse = objects.parse_version
+        opened_document = self._opened_document
         for window in self._windows():
             found = engine.read_many(
                 [head.address for _, head in window], options
@@ -674,33 +671,7 @@ class Collection:
             for (doc_id, head), result in zip(window, found, strict=True):
                 if isinstance(result, Exception):
                     raise result
-                address = head.address.hex()
-                if result.kind != objects.TYPE_VERSION:
-                    raise CorruptObjectError(
-                        f"object {address} is not a version object",
-                        address=address,
-                    )
-                version = parse(result.payload, address)
-                if (
-                    version.collection != name
-                    or version.id != doc_id
-                    or version.version != head.version
-                    or version.deleted != head.deleted
-                ):
-                    self._checked(doc_id, head, version)  # raises
-                yield Document(
-                    name,
-                    doc_id,
-                    version.version,
-                    version.created_at,
-                    version.updated_at,
-                    address,
-                    version.data,
-                    None,
-                    version.deleted,
-                    version.parent,
-                    result.signature.hex(),
-                )
+                yield opened_document(doc_id, head, result)
 
     def filter(
         self,
@@ -757,6 +728,40 @@ class Collection:
                 address=head.address.hex(),
             )
         return document(version, head.address, signature)
+
+    def _opened_document(
+        self, doc_id: str, head: refs.Head, opened: objects.Opened
+    ) -> Document:
+        """`_as_version` and `_checked` in one call, for the loops that
+        run once per document (scans, queries): the same checks, fewer
+        calls."""
+        address = head.address.hex()
+        if opened.kind != objects.TYPE_VERSION:
+            raise CorruptObjectError(
+                f"object {address} is not a version object",
+                address=address,
+            )
+        version = objects.parse_version(opened.payload, address)
+        if (
+            version.collection != self._name
+            or version.id != doc_id
+            or version.version != head.version
+            or version.deleted != head.deleted
+        ):
+            self._checked(doc_id, head, version)  # raises, naming both
+        return Document(
+            self._name,
+            doc_id,
+            version.version,
+            version.created_at,
+            version.updated_at,
+            address,
+            version.data,
+            None,
+            version.deleted,
+            version.parent,
+            opened.signature.hex(),
+        )
 
     # -- queries and indexes -------------------------------------------------
 
@@ -964,14 +969,7 @@ class Collection:
                 docs.append(result)
                 continue
             try:
-                docs.append(
-                    self._checked(
-                        doc_id,
-                        head,
-                        _as_version(result, head),
-                        result.signature,
-                    )
-                )
+                docs.append(self._opened_document(doc_id, head, result))
             except CorruptObjectError as exc:
                 docs.append(exc)
         return docs
