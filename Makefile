@@ -21,6 +21,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check sentinel tests tools
 	$(BIN)/ruff format --check sentinel tests tools
+	$(BIN)/mypy
 
 test: lint
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

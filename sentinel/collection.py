@@ -492,6 +492,7 @@ class Collection:
         options = self._store._verification_for(verification)
         self._engine.refresh()
         refs_of = self._refs()
+        head: refs.Head | None
         if number is None:
             head = refs_of.heads.get(doc_id)
         else:
@@ -545,7 +546,7 @@ class Collection:
         options = self._store._verification_for(verification)
         self._engine.refresh()
         refs_of = self._refs()
-        head = refs_of.heads.get(doc_id)
+        head: refs.Head | None = refs_of.heads.get(doc_id)
         if head is None:
             return []
         found = []
@@ -633,7 +634,7 @@ class Collection:
         start: str | None = None
         while True:
             with engine.state_lock:
-                window = []
+                window: list[tuple[str, refs.Head]] = []
                 for key in heads.irange(start, inclusive=(False, True)):
                     window.append((key, heads[key]))
                     if len(window) >= _ID_WINDOW:
@@ -943,7 +944,7 @@ class Collection:
         """This collection's in-memory indexes in this process, made on
         first use (kept on the instance: a store hands out one
         `Collection` per name)."""
-        found = self.__dict__.get("_indexes")
+        found: _index.IndexSet | None = self.__dict__.get("_indexes")
         if found is None:
             fresh = _index.IndexSet(self._engine.state_lock, self._load_many)
             found = self.__dict__.setdefault("_indexes", fresh)

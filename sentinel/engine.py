@@ -191,7 +191,8 @@ class Planner:
         if found is not None:
             return found
         refs_of = self._engine.state.collections.get(collection)
-        return refs_of.heads.get(doc_id) if refs_of else None
+        head: refs.Head | None = refs_of.heads.get(doc_id) if refs_of else None
+        return head
 
     def read(self, address: bytes) -> objects.Opened:
         """Type, payload and signature of an object, committed or

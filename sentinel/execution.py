@@ -553,7 +553,7 @@ def run_aggregate(
         if path is not None
     ]
     prefetch = _needs_documents(residual, view, *paths)
-    matches = (
+    matches: Iterator[_Row] = (
         row
         for row in _candidates(choice, view, ctx, prefetch)
         if test is None or test(row)

@@ -123,7 +123,9 @@ def intervals_of(condition: Filter) -> list[Interval] | None:
         return [Interval((key,), (key, HIGH_ID)) for key in keys]
     if op == "starts_with":
         end = _prefix_end(value)
-        high = (RANK_ARRAY,) if end is None else (RANK_STRING, end)
+        high: tuple[object, ...] = (
+            (RANK_ARRAY,) if end is None else (RANK_STRING, end)
+        )
         return [Interval(((RANK_STRING, value),), (high,))]
     if op in ("greater_than", "greater_or_equal"):
         key = order_key(value)
@@ -178,9 +180,10 @@ class FieldIndex:
         """Positions ``(start, stop)`` of each interval in `order`.
         Runtime: two binary searches per interval."""
         order = self.order
-        found = []
+        found: list[tuple[int, int]] = []
         for low, high in intervals:
-            start, stop = order.bisect_left(low), order.bisect_left(high)
+            start: int = order.bisect_left(low)
+            stop: int = order.bisect_left(high)
             found.append((start, max(start, stop)))
         return found
 
@@ -209,6 +212,8 @@ class FieldIndex:
         """Ids within `spans` in key order, equal keys in id order (also
         when descending, which is what a stable sort over id order
         gives).  Runtime: O(log n) to start, O(1) per id."""
+        key: Key
+        doc_id: str
         if not descending:
             for start, stop in spans:
                 for _, doc_id in self.order.islice(start, stop):
@@ -353,7 +358,7 @@ class IndexSet:
         start: str | None = None
         while True:
             with self._state_lock:
-                window = []
+                window: list[tuple[str, refs.Head]] = []
                 for doc_id in refs_of.heads.irange(
                     start, inclusive=(False, True)
                 ):
@@ -386,7 +391,9 @@ class IndexSet:
         """Apply the noted changes; False if the result is inconsistent."""
         with self._state_lock:
             dirty, self._dirty = self._dirty, set()
-            changed = [(doc_id, refs_of.heads.get(doc_id)) for doc_id in dirty]
+            changed: list[tuple[str, refs.Head | None]] = [
+                (doc_id, refs_of.heads.get(doc_id)) for doc_id in dirty
+            ]
             live = refs_of.live
         try:
             self._apply(changed)

@@ -160,6 +160,7 @@ def _frame_at(data: bytes, at: int) -> int | None:
     None when the bytes there are not a whole, valid frame."""
     if len(data) - at < FRAME_OVERHEAD:
         return None
+    length: int
     magic, length, _, head_crc = FRAME_HEADER.unpack_from(data, at)
     if magic != FRAME_MAGIC or zlib.crc32(data[at : at + 12]) != head_crc:
         return None
@@ -177,6 +178,7 @@ def _declared_length(data: bytes) -> int | None:
     """Total length of the frame whose intact header starts `data`."""
     if len(data) < FRAME_HEADER_SIZE:
         return None
+    length: int
     magic, length, _, head_crc = FRAME_HEADER.unpack_from(data)
     if magic != FRAME_MAGIC or zlib.crc32(data[:12]) != head_crc:
         return None

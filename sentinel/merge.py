@@ -47,14 +47,20 @@ def _same(left: Json, right: Json) -> bool:
     return type(left) is type(right) and left == right
 
 
-def diff(old: dict[str, Json], new: dict[str, Json]) -> dict[str, list]:
+def diff(
+    old: dict[str, Json], new: dict[str, Json]
+) -> dict[str, list[dict[str, Json]]]:
     """Describe the change from `old` to `new`.
 
     Returns ``{"added": [{"path", "value"}], "removed": [{"path",
     "value"}], "changed": [{"path", "old", "new"}]}``, each list in path
     order.
     """
-    found: dict[str, list] = {"added": [], "removed": [], "changed": []}
+    found: dict[str, list[dict[str, Json]]] = {
+        "added": [],
+        "removed": [],
+        "changed": [],
+    }
     _walk(old, new, [], found)
     for entries in found.values():
         entries.sort(key=lambda entry: entry["path"])
@@ -62,7 +68,10 @@ def diff(old: dict[str, Json], new: dict[str, Json]) -> dict[str, list]:
 
 
 def _walk(
-    old: Json, new: Json, path: list[str | int], found: dict[str, list]
+    old: Json,
+    new: Json,
+    path: list[str | int],
+    found: dict[str, list[dict[str, Json]]],
 ) -> None:
     if type(old) is dict and type(new) is dict:
         for key in old.keys() | new.keys():

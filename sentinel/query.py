@@ -606,13 +606,17 @@ def sort_rows(rows: list[Any], keys: Sequence[SortKey]) -> None:
         path = sort_key.path
         if sort_key.descending:
 
-            def present_first(row: Any, path: FieldPath = path) -> Key:
+            def present_first(row: Row, path: FieldPath = path) -> Key:
                 key = row.key(path)
                 return (key != MISSING, key)
 
             rows.sort(key=present_first, reverse=True)
         else:
-            rows.sort(key=lambda row, path=path: row.key(path))
+
+            def by_key(row: Row, path: FieldPath = path) -> Key:
+                return row.key(path)
+
+            rows.sort(key=by_key)
 
 
 _WHOLE: dict[str, Any] = {}

@@ -157,7 +157,7 @@ class CollectionRefs:
     )
 
     def set(self, doc_id: str, head: Head) -> None:
-        previous = self.heads.get(doc_id)
+        previous: Head | None = self.heads.get(doc_id)
         self.heads[doc_id] = head
         self.live += (not head.deleted) - (
             previous is not None and not previous.deleted
@@ -172,7 +172,7 @@ class CollectionRefs:
 
     def version(self, doc_id: str, number: int) -> Head | None:
         """Version `number` of `doc_id`, or None."""
-        head = self.heads.get(doc_id)
+        head: Head | None = self.heads.get(doc_id)
         if head is None or not 1 <= number <= head.version:
             return None
         if number == head.version:
@@ -182,7 +182,7 @@ class CollectionRefs:
     def at_time(self, doc_id: str, time: int) -> Head | None:
         """The version of `doc_id` current at `time` (microseconds since
         the epoch), or None before its first version."""
-        head = self.heads.get(doc_id)
+        head: Head | None = self.heads.get(doc_id)
         if head is None:
             return None
         if time >= head.time:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import TracebackType
 
 from sentinel import (
@@ -75,7 +75,10 @@ def _empty_first_pack(path: str) -> bool:
 
 # What an unfinished creation may have left inside each folder.  A ref
 # table is not among them: it is written only after data.
-_LEFTOVERS = {"objects": _empty_first_pack, "refs": lambda path: False}
+_LEFTOVERS: dict[str, Callable[[str], bool]] = {
+    "objects": _empty_first_pack,
+    "refs": lambda path: False,
+}
 # Files an unfinished creation may leave at the top: the lock, and the
 # key file of a store with a passphrase (written just before the config;
 # nothing was sealed with it yet, so the next creation replaces it).

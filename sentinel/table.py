@@ -55,6 +55,7 @@ as before indexes existed, so older readers keep reading such tables.
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 import blake3
 from sortedcontainers import SortedDict
@@ -80,6 +81,8 @@ def _encode_collection(
     encoded = name.encode()
     parts.append(bytes((len(encoded),)) + encoded)
     parts.append(_COUNT32.pack(len(refs_of.heads)))
+    doc_id: str
+    head: refs.Head
     for doc_id, head in refs_of.heads.items():
         ident = doc_id.encode()
         parts.append(bytes((len(ident),)) + ident)
@@ -125,10 +128,10 @@ def _encode(
     definitions = _index_definitions(state)
     layout = FORMAT_INDEXES if definitions else FORMAT
     parts: list[bytes] = []
-    for group in (state.collections, state.dropped):
-        parts.append(_COUNT32.pack(len(group)))
-        for name in sorted(group):
-            _encode_collection(parts, name, group[name])
+    for collections in (state.collections, state.dropped):
+        parts.append(_COUNT32.pack(len(collections)))
+        for name in sorted(collections):
+            _encode_collection(parts, name, collections[name])
     parts.append(_COUNT64.pack(len(state.objects)))
     parts.extend(
         _OBJECT.pack(address, *state.objects[address])
@@ -164,7 +167,7 @@ class _Reader:
         self.at += 1 + size
         return text
 
-    def unpack(self, layout: struct.Struct) -> tuple:
+    def unpack(self, layout: struct.Struct) -> tuple[Any, ...]:
         values = layout.unpack_from(self.body, self.at)
         self.at += layout.size
         return values

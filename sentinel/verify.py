@@ -299,6 +299,8 @@ def _check_objects(engine: Engine, report: VerifyReport) -> None:
 
 
 def _check_refs(engine: Engine, report: VerifyReport) -> None:
+    doc_id: str
+    head: refs.Head
     for collection, refs_of in sorted(engine.state.collections.items()):
         report.collections += 1
         for doc_id, head in refs_of.heads.items():
