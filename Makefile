@@ -1,6 +1,6 @@
 # Two entry points, each creating its own virtual environment as needed:
 #   make demo   run the documented usage on a fresh store and show history
-#   make test   lint, format check and the whole test suite
+#   make test   lint, format and type checks, the whole test suite
 
 PYTHON ?= python3
 VENV ?= .venv

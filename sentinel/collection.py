@@ -706,8 +706,8 @@ class Collection:
         `verification` (resolved; None: the store's default) applies to
         the signature."""
         options = verification or self._store.verification
-        version, signature = read_signed(self._engine, head.address, options)
-        return self._checked(doc_id, head, version, signature)
+        opened = self._engine.read_object(head.address, options)
+        return self._opened_document(doc_id, head, opened)
 
     def _checked(
         self,
