@@ -674,13 +674,13 @@ def test_write_larger_than_the_free_space_keeps_reads_working(
     disk is full: it raises ENOSPC, and undoing it must not need space
     either, so reads and `verify()` go on while the disk stays full.
 
-    Found with this test: `Journal.append`'s undo zeroes the whole range
-    of the failed frame, past the end of the file too, which needs the
-    space that is missing; the write is then marked as not undone
-    (`Journal.broken`) and every read of the store in this process
-    raises `StoreIOError(EIO, "a failed write could not be undone
-    yet ...")` until space is freed, although every byte the failed
-    write put in the file was zeroed.
+    This test found a bug: the undo zeroed the whole range of the
+    failed frame, past the end of the file too, which needed the space
+    that was missing; the write was then marked as not undone
+    (`Journal.broken`) and every read in the process raised
+    `StoreIOError(EIO, "a failed write could not be undone yet ...")`
+    until space was freed.  `Journal.erase` now stops at the file's
+    size: bytes that do not exist cannot make a frame look valid.
     """
     full = fill_store(tmpfs, seed=7)
     store, root, model, findings = (
