@@ -7,6 +7,7 @@ import getpass
 import json
 import os
 import sys
+from collections.abc import Callable
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
@@ -33,6 +34,15 @@ def open_store(path: str) -> sentinel.Store:
         return sentinel.Store.new(path, passphrase)
     except sentinel.WrongPassphraseError as exc:
         raise SystemExit(f"{path}: {exc}") from exc
+
+
+def run(main: Callable[[], None]) -> None:
+    """Run a tool's `main`; a store's error becomes one line and exit
+    status 1, since a traceback says nothing more to a user here."""
+    try:
+        main()
+    except sentinel.SentinelError as exc:
+        raise SystemExit(f"error: {type(exc).__name__}: {exc}") from None
 
 
 def parser(description: str) -> argparse.ArgumentParser:

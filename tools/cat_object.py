@@ -5,7 +5,7 @@ python tools/cat_object.py STORE HASH
 
 from __future__ import annotations
 
-from _common import open_store, parser, show
+from _common import open_store, parser, run, show
 
 
 def main() -> None:
@@ -18,4 +18,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -5,7 +5,7 @@ python tools/diff.py STORE COLLECTION ID FROM_VERSION TO_VERSION
 
 from __future__ import annotations
 
-from _common import open_store, parser, show
+from _common import open_store, parser, run, show
 
 
 def main() -> None:
@@ -22,4 +22,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

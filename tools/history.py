@@ -5,7 +5,7 @@ python tools/history.py STORE COLLECTION ID
 
 from __future__ import annotations
 
-from _common import open_store, parser, show
+from _common import open_store, parser, run, show
 
 
 def main() -> None:
@@ -28,4 +28,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

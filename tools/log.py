@@ -2,13 +2,14 @@
 
     python tools/log.py STORE [COLLECTION]
 
-Each line: time, action, collection/id, version and the new hash; drops
-and restores of collections appear as their own lines.
+Each line: time, action, collection/id, version and the new hash;
+creations, drops and restores of collections, and indexes made or
+dropped (with the indexed field), appear as their own lines.
 """
 
 from __future__ import annotations
 
-from _common import open_store, parser
+from _common import open_store, parser, run
 
 
 def main() -> None:
@@ -19,7 +20,8 @@ def main() -> None:
     with open_store(options.store) as store:
         for entry in store.log(options.collection):
             if entry.id is None:
-                print(f"{'-':32}  {entry.action:7} {entry.collection}")
+                field = "" if entry.field is None else f" {entry.field}"
+                print(f"{'-':32}  {entry.action:7} {entry.collection}{field}")
                 continue
             print(
                 f"{entry.time}  {entry.action:7} "
@@ -29,4 +31,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)
