@@ -58,6 +58,7 @@ import os
 import random
 import re
 import threading
+from collections import Counter
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, NoReturn
@@ -1080,3 +1081,32 @@ def temp_files(root: str | os.PathLike[str]) -> list[str]:
             if name.startswith(".") and name.endswith(fs.TEMP_SUFFIX):
                 found.append(os.path.join(folder, name))
     return sorted(found)
+
+
+# -- findings ---------------------------------------------------------------
+
+
+@dataclass
+class Tally:
+    """Counts of one figure, plus a few examples of each problem."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    examples: dict[str, list[str]] = field(default_factory=dict)
+
+    def bad(self, kind: str, detail: str) -> None:
+        self.counts[kind] += 1
+        found = self.examples.setdefault(kind, [])
+        if len(found) < 3:
+            found.append(detail)
+
+    def report(self) -> str:
+        """Every problem found, with its examples."""
+        return self.problems(tuple(self.examples))
+
+    def problems(self, kinds: tuple[str, ...]) -> str:
+        """The problems of `kinds` that were found, with examples."""
+        return "\n".join(
+            f"{kind} ({self.counts[kind]}): " + " | ".join(self.examples[kind])
+            for kind in kinds
+            if self.counts[kind]
+        )

@@ -49,7 +49,7 @@ from conftest import Opener
 import sentinel
 from sentinel import engine
 
-from .faultfs import temp_files
+from .faultfs import Tally, temp_files
 
 MOUNT_SIZE = 2 * 1024 * 1024
 # What the filler leaves to the store.  The pack grows to about 400 KiB
@@ -190,29 +190,6 @@ class Filler:
 # -- findings -----------------------------------------------------------------
 
 
-@dataclass
-class Findings:
-    """Counts for the figure, and a few examples of each problem."""
-
-    counts: collections.Counter[str] = field(
-        default_factory=collections.Counter
-    )
-    examples: dict[str, list[str]] = field(default_factory=dict)
-
-    def bad(self, kind: str, detail: str) -> None:
-        self.counts[kind] += 1
-        found = self.examples.setdefault(kind, [])
-        if len(found) < 3:
-            found.append(detail)
-
-    def problems(self, kinds: tuple[str, ...]) -> str:
-        return "\n".join(
-            f"{kind} ({self.counts[kind]}): " + " | ".join(self.examples[kind])
-            for kind in kinds
-            if self.counts[kind]
-        )
-
-
 def inside(path: object, root: pathlib.Path) -> bool:
     if not isinstance(path, str):
         return False
@@ -220,7 +197,7 @@ def inside(path: object, root: pathlib.Path) -> bool:
 
 
 def judge_error(
-    exc: Exception, root: pathlib.Path, findings: Findings, where: str
+    exc: Exception, root: pathlib.Path, findings: Tally, where: str
 ) -> None:
     """A write on a full disk may fail only with `StoreFullError`,
     errno ENOSPC, naming a path in the store."""
@@ -289,7 +266,7 @@ def attempt(
     store: sentinel.Store,
     write: Write,
     model: Model,
-    findings: Findings,
+    findings: Tally,
     root: pathlib.Path,
 ) -> Exception | None:
     """Make `write`; record what came of it; return its error."""
@@ -420,7 +397,7 @@ class Workload:
 
 
 def compare(
-    store: sentinel.Store, model: Model, findings: Findings, stage: str
+    store: sentinel.Store, model: Model, findings: Tally, stage: str
 ) -> None:
     """Everything a reader sees against the model: collections, counts,
     ids, and for every document its newest version, hash and data and
@@ -484,7 +461,7 @@ def compare(
 def check_reads(
     store: sentinel.Store,
     model: Model,
-    findings: Findings,
+    findings: Tally,
     root: pathlib.Path,
     stage: str,
 ) -> None:
@@ -501,7 +478,7 @@ def check_reads(
 
 def check_leftovers(
     store: sentinel.Store,
-    findings: Findings,
+    findings: Tally,
     root: pathlib.Path,
     stage: str,
 ) -> None:
@@ -519,7 +496,7 @@ def check_leftovers(
 
 
 def reopen_and_check(
-    root: pathlib.Path, model: Model, findings: Findings, stage: str
+    root: pathlib.Path, model: Model, findings: Tally, stage: str
 ) -> None:
     with sentinel.Store.new(root) as store:
         check_reads(store, model, findings, root, stage)
@@ -537,7 +514,7 @@ class Full:
     filler: Filler
     workload: Workload
     model: Model
-    findings: Findings
+    findings: Tally
     write: Write
     error: Exception
 
@@ -550,7 +527,7 @@ def fill_store(folder: pathlib.Path, seed: int) -> Full:
     filler.leave(HEADROOM)
     root = folder / "store"
     store = sentinel.Store.new(root)
-    model, findings = Model(), Findings()
+    model, findings = Model(), Tally()
     workload = Workload(seed)
     for name in COLLECTIONS:
         error = attempt(store, new_collection(name), model, findings, root)
@@ -778,7 +755,7 @@ def test_store_creation_on_a_full_disk(
     stops the same call once space is back (nor, still full, turns
     into another error), and the store then works."""
     filler = Filler(tmpfs / "filler")
-    findings = Findings()
+    findings = Tally()
     failures = recreated = 0
     created_when_full = False
     for pages in range(CREATION_PAGES):

@@ -24,7 +24,6 @@ forked child) follow.
 
 from __future__ import annotations
 
-import collections
 import errno
 import fcntl
 import os
@@ -33,7 +32,7 @@ import re
 import shutil
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import figures
@@ -57,6 +56,7 @@ from .faultfs import (
     Fault,
     FaultOS,
     NoSyncOS,
+    Tally,
     crash_states,
     diff,
     materialize,
@@ -303,28 +303,6 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
 
 
 # -- one trial ----------------------------------------------------------------
-
-
-@dataclass
-class Tally:
-    """Counts of one figure, plus a few examples of each problem."""
-
-    counts: collections.Counter[str] = field(
-        default_factory=collections.Counter
-    )
-    examples: dict[str, list[str]] = field(default_factory=dict)
-
-    def bad(self, kind: str, detail: str) -> None:
-        self.counts[kind] += 1
-        self.examples.setdefault(kind, [])
-        if len(self.examples[kind]) < 3:
-            self.examples[kind].append(detail)
-
-    def report(self) -> str:
-        return "\n".join(
-            f"{kind} ({self.counts[kind]}): " + " | ".join(found)
-            for kind, found in self.examples.items()
-        )
 
 
 def lock_is_held(root: str) -> bool:
