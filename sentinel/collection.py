@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sentinel import aggregate as _aggregate
-from sentinel import codec, journal, merge, names, objects, refs, sealed
+from sentinel import codec, journal, merge, names, objects, refs
 from sentinel import execution as _execution
 from sentinel import index as _index
 from sentinel import query as _query
@@ -39,7 +39,6 @@ from sentinel.errors import (
 
 if TYPE_CHECKING:
     from sentinel.batch import Batch
-    from sentinel.engine import Engine
     from sentinel.store import Store
 
 # Ids copied per step of `ids()`: small enough to bound memory, large
@@ -79,56 +78,20 @@ def parse_moment(when: datetime | str) -> int:
     return to_micros(when)
 
 
-def read_signed(
-    engine: Engine | Planner,
-    address: bytes,
-    verification: VerificationOptions = sealed.SILENT,
-) -> tuple[objects.Version, bytes]:
-    """Read and verify the version object at `address`; return it with
-    its signature (``b""`` in a store without a passphrase)."""
-    if isinstance(engine, Planner):
-        opened = engine.read(address)
-    else:
-        opened = engine.read_object(address, verification)
-    return _as_version(opened, address), opened.signature
-
-
-def _as_version(
-    opened: objects.Opened, where: bytes | refs.Head
-) -> objects.Version:
-    """The version object in `opened`, read from `where` (an address,
-    or the head that names it); `CorruptObjectError` if it is not one."""
-    address = where.address if isinstance(where, refs.Head) else where
+def _version_in(opened: objects.Opened, address: str) -> objects.Version:
+    """The version object in `opened`, read from hex `address`;
+    `CorruptObjectError` if it is not one."""
     if opened.kind != objects.TYPE_VERSION:
         raise CorruptObjectError(
-            f"object {address.hex()} is not a version object",
-            address=address.hex(),
+            f"object {address} is not a version object", address=address
         )
-    return objects.parse_version(opened.payload, address.hex())
+    return objects.parse_version(opened.payload, address)
 
 
-def read_version(engine: Engine | Planner, address: bytes) -> objects.Version:
-    """Read and verify the version object at `address` (hash and tag;
-    not its signature: this serves writes)."""
-    return read_signed(engine, address)[0]
-
-
-def document(
-    version: objects.Version, address: bytes, signature: bytes = b""
-) -> Document:
-    return Document(
-        version.collection,
-        version.id,
-        version.version,
-        version.created_at,
-        version.updated_at,
-        address.hex(),
-        version.data,
-        None,
-        version.deleted,
-        version.parent,
-        signature.hex(),
-    )
+def read_version(planner: Planner, address: bytes) -> objects.Version:
+    """Read and verify the version object at `address`, committed or
+    planned (hash and tag; not its signature: this serves writes)."""
+    return _version_in(planner.read(address), address.hex())
 
 
 def write_version(
@@ -709,47 +672,27 @@ class Collection:
         opened = self._engine.read_object(head.address, options)
         return self._opened_document(doc_id, head, opened)
 
-    def _checked(
-        self,
-        doc_id: str,
-        head: refs.Head,
-        version: objects.Version,
-        signature: bytes = b"",
-    ) -> Document:
-        if (
-            version.collection != self._name
-            or version.id != doc_id
-            or version.version != head.version
-            or version.deleted != head.deleted
-        ):
-            raise CorruptObjectError(
-                f"object {head.address.hex()} is version {version.version} "
-                f"of {version.collection}/{version.id}, but the ref of "
-                f"{self._name}/{doc_id} names it as version {head.version}",
-                address=head.address.hex(),
-            )
-        return document(version, head.address, signature)
-
     def _opened_document(
         self, doc_id: str, head: refs.Head, opened: objects.Opened
     ) -> Document:
-        """`_as_version` and `_checked` in one call, for the loops that
-        run once per document (scans, queries): the same checks, fewer
-        calls."""
+        """The document in `opened`, read through `head`: it must be the
+        version the ref names (same collection, id, version number and
+        tombstone flag), since a valid object under another ref is
+        damage."""
         address = head.address.hex()
-        if opened.kind != objects.TYPE_VERSION:
-            raise CorruptObjectError(
-                f"object {address} is not a version object",
-                address=address,
-            )
-        version = objects.parse_version(opened.payload, address)
+        version = _version_in(opened, address)
         if (
             version.collection != self._name
             or version.id != doc_id
             or version.version != head.version
             or version.deleted != head.deleted
         ):
-            self._checked(doc_id, head, version)  # raises, naming both
+            raise CorruptObjectError(
+                f"object {address} is version {version.version} of "
+                f"{version.collection}/{version.id}, but the ref of "
+                f"{self._name}/{doc_id} names it as version {head.version}",
+                address=address,
+            )
         return Document(
             self._name,
             doc_id,
