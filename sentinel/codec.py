@@ -45,6 +45,15 @@ _ENCODER = json.JSONEncoder(
     check_circular=False,
 )
 _SCALARS = (str, bool, type(None))
+# Floats that Python's shortest form writes without an exponent; orjson
+# writes exactly the same digits for them (and only for them: it spells
+# exponents differently, 1e-05 as 0.00001).
+_PLAIN_FLOAT_LOW = 1e-4
+_PLAIN_FLOAT_HIGH = 1e16
+# What `_survey` can say of a value.
+_UNSURE = 0  # maybe invalid: `_check` decides, and names the offence
+_VALID = 1  # valid; only the stdlib encoder spells it canonically
+_FAST = 2  # valid, and orjson's bytes are the canonical bytes
 
 
 def _where(path: list[str | int]) -> str:
@@ -109,17 +118,19 @@ def _check(value: Any, path: list[str | int], open_ids: set[int]) -> None:
     open_ids.discard(marker)
 
 
-def _plainly_valid(root: Any) -> bool:
-    """Fast check that `root` is within the JSON model.
+def _survey(root: Any) -> int:
+    """Fast check that `root` is within the JSON model, and whether
+    orjson spells it canonically.
 
     Iterative, with scalar checks inline, since this runs on every write.
-    It may say False for a valid value (a list or dict referenced twice),
-    never True for an invalid one; a False sends the caller to `_check`,
-    which is exact and names the offending path.
+    It may say `_UNSURE` for a valid value (a list or dict referenced
+    twice), never anything else for an invalid one; `_UNSURE` sends the
+    caller to `_check`, which is exact and names the offending path.
     """
     kind = type(root)
     if kind is not dict and kind is not list:
-        return False
+        return _UNSURE
+    verdict = _FAST
     seen = {id(root)}
     stack = [(root, 1)]
     while stack:
@@ -127,7 +138,7 @@ def _plainly_valid(root: Any) -> bool:
         if type(container) is dict:
             for key in container:
                 if type(key) is not str:
-                    return False
+                    return _UNSURE
             items = container.values()
         else:
             items = container
@@ -137,19 +148,23 @@ def _plainly_valid(root: Any) -> bool:
                 continue
             if kind is int:
                 if value < MIN_INT or value > MAX_INT:
-                    return False
+                    return _UNSURE
             elif kind is float:
                 if value - value != 0.0:  # NaN or an infinity
-                    return False
+                    return _UNSURE
+                if value and not (
+                    _PLAIN_FLOAT_LOW <= abs(value) < _PLAIN_FLOAT_HIGH
+                ):
+                    verdict = _VALID
             elif kind is dict or kind is list:
                 marker = id(value)
                 if marker in seen or depth >= MAX_DEPTH:
-                    return False
+                    return _UNSURE
                 seen.add(marker)
                 stack.append((value, depth + 1))
             else:
-                return False
-    return True
+                return _UNSURE
+    return verdict
 
 
 def canonical(data: Any) -> bytes:
@@ -157,16 +172,27 @@ def canonical(data: Any) -> bytes:
 
     Raises `InvalidDocumentError` (or `DocumentTooLargeError`) for values
     outside the supported JSON model.  Runtime: linear in the size of the
-    value.
+    value.  Most documents are encoded by orjson, which gives the same
+    bytes as the stdlib encoder below for every value `_survey` calls
+    `_FAST` (``tests/test_fuzz.py`` compares the two); the rest, and
+    anything orjson refuses (a lone surrogate), take the stdlib path.
     """
-    if not _plainly_valid(data):
+    verdict = _survey(data)
+    if verdict == _UNSURE:
         _check(data, [], set())
-    try:
-        encoded = _ENCODER.encode(data).encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InvalidDocumentError(
-            "document holds a lone surrogate, which is not valid Unicode"
-        ) from exc
+    encoded = None
+    if verdict == _FAST:
+        try:
+            encoded = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+        except orjson.JSONEncodeError:
+            encoded = None
+    if encoded is None:
+        try:
+            encoded = _ENCODER.encode(data).encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidDocumentError(
+                "document holds a lone surrogate, which is not valid Unicode"
+            ) from exc
     if len(encoded) > MAX_DOCUMENT:
         raise DocumentTooLargeError(
             f"document is {len(encoded):,} bytes of canonical JSON; the "

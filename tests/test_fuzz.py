@@ -501,6 +501,62 @@ def test_codec_decode_random(slow: bool) -> None:
     check()
 
 
+def _stdlib_canonical(value: Any) -> bytes:
+    """The canonical form as the spec words it, by the stdlib encoder."""
+    return json.dumps(
+        value,
+        ensure_ascii=False,
+        separators=(",", ":"),
+        sort_keys=True,
+        allow_nan=False,
+    ).encode()
+
+
+_EDGE_FLOATS = [
+    0.0,
+    -0.0,
+    1e-4,
+    math.nextafter(1e-4, 0.0),
+    math.nextafter(1e-4, 1.0),
+    1e16,
+    math.nextafter(1e16, 0.0),
+    5e-324,
+    1.7976931348623157e308,
+    0.1,
+    1.5,
+    123456789.125,
+]
+
+
+@pytest.mark.parametrize("number", _EDGE_FLOATS + [-x for x in _EDGE_FLOATS])
+def test_canonical_floats_at_the_fast_path_edges(number: float) -> None:
+    """Floats on both sides of the range orjson encodes for us are
+    spelled as the spec says."""
+    value = {"x": number, "list": [number, 1]}
+    assert codec.canonical(value) == _stdlib_canonical(value)
+
+
+def test_canonical_agrees_with_the_stdlib_encoder(slow: bool) -> None:
+    """Whichever encoder `codec.canonical` picks, its bytes are the
+    spec's: equal to the stdlib encoder with sorted keys, compact
+    separators and no ASCII escaping."""
+    text = st.text(
+        st.characters(exclude_categories=("Cs",)), max_size=8
+    ) | st.text(st.sampled_from('\x00\x1f\x7f"\\/\u2028\xe9\U0001f600'))
+
+    @budget(slow, 300)
+    @given(
+        st.dictionaries(text, json_values, max_size=6),
+        st.floats(allow_nan=False, allow_infinity=False),
+    )
+    def check(value: dict[str, Any], number: float) -> None:
+        assert codec.canonical(value) == _stdlib_canonical(value)
+        value["number"] = number
+        assert codec.canonical(value) == _stdlib_canonical(value)
+
+    check()
+
+
 def test_codec_decode_round_trip(slow: bool) -> None:
     """Every JSON value of the model, written by `json.dumps` (any
     spacing, ASCII escapes or not), reads back equal."""
