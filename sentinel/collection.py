@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sentinel import aggregate as _aggregate
-from sentinel import codec, journal, merge, names, objects, refs
+from sentinel import codec, merge, names, objects, refs
 from sentinel import execution as _execution
 from sentinel import index as _index
 from sentinel import query as _query
@@ -835,14 +835,7 @@ class Collection:
             refs_of = planner.refs_of(name)
             if refs_of is not None and path in refs_of.indexes:
                 return False
-            planner.records.append(
-                journal.record(
-                    journal.RECORD_COLLECTION,
-                    refs.encode_index(
-                        refs.OP_CREATE_INDEX, name, path, planner.names
-                    ),
-                )
-            )
+            planner.change_index(refs.OP_CREATE_INDEX, name, path)
             return True
 
         created = self._engine.commit(plan)
@@ -863,14 +856,7 @@ class Collection:
             refs_of = planner.refs_of(name)
             if refs_of is None or path not in refs_of.indexes:
                 raise NotFoundError(f"{name} has no index on {path!r}")
-            planner.records.append(
-                journal.record(
-                    journal.RECORD_COLLECTION,
-                    refs.encode_index(
-                        refs.OP_DROP_INDEX, name, path, planner.names
-                    ),
-                )
-            )
+            planner.change_index(refs.OP_DROP_INDEX, name, path)
 
         self._engine.commit(plan)
         index_set = self._index_set()

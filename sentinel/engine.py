@@ -40,6 +40,7 @@ import gc
 import logging
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -74,16 +75,26 @@ CHECKPOINT_ON_CLOSE = 256 * 1024
 _engines: weakref.WeakSet[Engine] = weakref.WeakSet()
 
 
-def now() -> str:
-    """The current time as an ISO 8601 UTC string with microseconds."""
-    return datetime.now(UTC).isoformat(timespec="microseconds")
+# The ISO text of the last whole second `now_and_micros` formatted: a
+# write only formats its microseconds.  Replaced whole, so threads
+# never see half of an update.
+_second_text: tuple[int, str] = (-1, "")
 
 
 def now_and_micros() -> tuple[str, int]:
-    """The current time as an ISO string and as microseconds since the
-    epoch (the form ref moves record)."""
-    moment = datetime.now(UTC)
-    return moment.isoformat(timespec="microseconds"), to_micros(moment)
+    """The current time as an ISO 8601 UTC string with microseconds
+    (``2026-12-04T16:05:12.123456+00:00``, exactly what
+    ``datetime.isoformat(timespec="microseconds")`` gives) and as
+    microseconds since the epoch (the form ref moves record)."""
+    global _second_text
+    micros = time.time_ns() // 1000
+    second, fraction = divmod(micros, 1_000_000)
+    cached = _second_text
+    if cached[0] != second:
+        moment = datetime.fromtimestamp(second, UTC)
+        text = moment.isoformat(timespec="seconds")[:19]
+        cached = _second_text = (second, text)
+    return f"{cached[1]}.{fraction:06d}+00:00", micros
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -118,13 +129,20 @@ class Planner:
     It sees the committed state plus the effects of plans queued before
     it in the same group.  What it adds becomes one frame.  Every check
     that replay makes on a frame (`refs.State._check`) is made here
-    first, so a frame that reaches the disk always applies.
+    first, so a frame that reaches the disk always applies.  Beside the
+    records it keeps what replay would decode from them (`steps`, and
+    where each object lands in the body), so the writer applies its own
+    frame without parsing it back.
     """
 
     def __init__(self, engine: Engine, overlay: _Overlay) -> None:
         self._engine = engine
         self._overlay = overlay
         self.records: list[bytes] = []
+        self.size = 0
+        self.steps: list[refs.Step] = []
+        # (address, offset of the stored bytes in the body, their size)
+        self.objects: list[tuple[bytes, int, int]] = []
         self.heads: dict[tuple[str, str], refs.Head] = {}
         self.payloads: dict[bytes, objects.Opened] = {}
         self.created: set[str] = set()
@@ -171,12 +189,29 @@ class Planner:
         self._collection_record(refs.OP_RESTORE, name)
 
     def _collection_record(self, operation: int, name: str) -> None:
-        self.records.append(
-            journal.record(
-                journal.RECORD_COLLECTION,
-                refs.encode_collection(operation, name, self.names),
-            )
+        self._add(
+            journal.RECORD_COLLECTION,
+            refs.encode_collection(operation, name, self.names),
         )
+        self.steps.append((operation, name))
+
+    def change_index(self, operation: int, collection: str, path: str) -> None:
+        """Create (`refs.OP_CREATE_INDEX`) or drop the index on `path`;
+        the caller checked that the change applies."""
+        self._add(
+            journal.RECORD_COLLECTION,
+            refs.encode_index(operation, collection, path, self.names),
+        )
+        self.steps.append(refs.IndexOp(operation, collection, path))
+
+    def _add(self, kind: int, content: bytes) -> int:
+        """Add one record; return where its content starts in the
+        frame body."""
+        record = journal.record(kind, content)
+        self.records.append(record)
+        start = self.size + journal.RECORD_HEADER_SIZE
+        self.size += len(record)
+        return start
 
     def refs_of(self, collection: str) -> refs.CollectionRefs | None:
         """The committed refs of a live collection, or None."""
@@ -221,9 +256,8 @@ class Planner:
         self.payloads[address] = objects.Opened(
             kind, payload, encoded.signature
         )
-        self.records.append(
-            journal.record(journal.RECORD_OBJECT, address + encoded.stored)
-        )
+        start = self._add(journal.RECORD_OBJECT, address + encoded.stored)
+        self.objects.append((address, start + 32, len(encoded.stored)))
         return encoded
 
     def move(
@@ -237,20 +271,22 @@ class Planner:
     ) -> None:
         """Make `new` the head of `doc_id` in `collection`."""
         current = self.head(collection, doc_id)
-        self.records.append(
-            journal.record(
-                journal.RECORD_REF,
-                refs.encode_move(
-                    collection,
-                    doc_id,
-                    new,
-                    current.address if current else None,
-                    version,
-                    micros,
-                    deleted,
-                    self.names,
-                ),
-            )
+        old = current.address if current else None
+        self._add(
+            journal.RECORD_REF,
+            refs.encode_move(
+                collection,
+                doc_id,
+                new,
+                old,
+                version,
+                micros,
+                deleted,
+                self.names,
+            ),
+        )
+        self.steps.append(
+            refs.Move(collection, doc_id, new, old, version, micros, deleted)
         )
         self.heads[(collection, doc_id)] = refs.Head(
             new, version, deleted, micros
@@ -706,7 +742,7 @@ class Engine:
     def _plan_and_write(self, group: list[_Request]) -> None:
         while group:
             overlay = _Overlay()
-            bodies: list[list[bytes]] = []
+            planners: list[Planner] = []
             written: list[_Request] = []
             deferred: list[_Request] = []
             for request in group:
@@ -721,36 +757,49 @@ class Engine:
                     request.done = True
                     continue
                 if planner.records:
-                    bodies.append(planner.records)
+                    planners.append(planner)
                     overlay.absorb(planner)
                     written.append(request)
                 else:
                     request.done = True
-            if bodies:
-                self._write(bodies)
+            if planners:
+                self._write(planners)
             for request in written:
                 request.done = True
             group = deferred
 
-    def _write(self, bodies: list[list[bytes]]) -> None:
-        """Write the frames of one group with one append and one sync."""
+    def _write(self, planners: list[Planner]) -> None:
+        """Write the frames of one group with one append and one sync,
+        then apply them from what their planners recorded."""
         pack, at = self.state.position
-        size = sum(
-            journal.FRAME_OVERHEAD + sum(map(len, records))
-            for records in bodies
-        )
+        size = sum(journal.FRAME_OVERHEAD + p.size for p in planners)
         if at + size > journal.PACK_LIMIT and at > journal.PACK_HEADER_SIZE:
             seal = self.journal.roll(at, self.durable, self._dirty_end)
             self._apply(seal, pack, at)
             pack, at = self.state.position
-        data = b"".join(journal.frame(records, at) for records in bodies)
+        data = b"".join(journal.frame(p.records, at) for p in planners)
         self.journal.append(data, at, self.durable, self._dirty_end)
-        self._apply(data, pack, at)
+        self._dirty_end = 0
+        path = self.journal.path(pack)
+        start = at
+        for planner in planners:
+            body = start + journal.FRAME_HEADER_SIZE
+            end = body + planner.size + journal.FRAME_TRAILER.size
+            self.state.apply_written(
+                [
+                    (address, refs.Location(pack, body + offset, length))
+                    for address, offset, length in planner.objects
+                ],
+                planner.steps,
+                (pack, end),
+                path,
+                start,
+            )
+            start = end
 
     def _apply(self, data: bytes, pack: int, at: int) -> None:
-        """Apply frames this process just wrote, parsing them exactly as
-        replay does, so the state can only change the way replay
-        changes it."""
+        """Apply frames this process just wrote (a seal), parsing them
+        exactly as replay does."""
         path = self.journal.path(pack)
         for frame in journal.parse_frames(data, pack, at):
             sealed_to = self.state.apply(frame, path)

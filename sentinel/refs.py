@@ -419,6 +419,10 @@ class IndexOp(NamedTuple):
     field: str
 
 
+# What one ref, index or collection record does, once decoded.
+Step = Move | IndexOp | tuple[int, str]
+
+
 def encode_index(
     operation: int,
     collection: str,
@@ -488,41 +492,8 @@ class State:
         that does not fit the state raises `CorruptJournalError` naming
         the pack and offset.
         """
-        objects: list[tuple[bytes, Location]] = []
-        steps: list[Move | IndexOp | tuple[int, str]] = []
-        sealed_to = None
         try:
-            for item in journal.records(
-                frame.body, frame.body_offset, salvage=salvage
-            ):
-                if item.kind == journal.RECORD_OBJECT:
-                    if len(item.content) < 32:
-                        raise ValueError("object record is too short")
-                    objects.append(
-                        (
-                            item.content[:32],
-                            Location(
-                                frame.pack,
-                                item.offset + 32,
-                                len(item.content) - 32,
-                            ),
-                        )
-                    )
-                elif item.kind == journal.RECORD_REF:
-                    steps.append(decode_move(item.content, self.names))
-                elif item.kind == journal.RECORD_COLLECTION:
-                    if is_index_record(item.content):
-                        steps.append(decode_index(item.content, self.names))
-                    else:
-                        steps.append(
-                            decode_collection(item.content, self.names)
-                        )
-                else:
-                    if len(item.content) != 4:
-                        raise ValueError("seal record has the wrong length")
-                    sealed_to = struct.unpack(">I", item.content)[0]
-                    if sealed_to != frame.pack + 1:
-                        raise ValueError("seal names the wrong pack")
+            objects, steps, sealed_to = self._decode(frame, salvage)
             self._check(steps, objects)
         except ValueError as exc:
             raise CorruptJournalError(
@@ -530,7 +501,79 @@ class State:
                 path=path,
                 offset=frame.offset,
             ) from exc
+        self._install(objects, steps, (frame.pack, frame.end))
+        return sealed_to
 
+    def apply_written(
+        self,
+        objects: list[tuple[bytes, Location]],
+        steps: list[Step],
+        end: tuple[int, int],
+        path: str,
+        offset: int,
+    ) -> None:
+        """Apply a frame this process just wrote, from what its writer
+        recorded while building it instead of from its bytes.
+
+        The writer records exactly what `_decode` would return for the
+        frame (``tests/test_replay.py`` holds it to that), so the state
+        changes as replay would change it.  The same checks run, so a
+        writer that broke a rule fails loudly rather than diverging.
+        """
+        try:
+            self._check(steps, objects)
+        except ValueError as exc:
+            raise CorruptJournalError(
+                f"{path} at offset {offset}: {exc}", path=path, offset=offset
+            ) from exc
+        self._install(objects, steps, end)
+
+    def _decode(
+        self, frame: journal.Frame, salvage: bool
+    ) -> tuple[list[tuple[bytes, Location]], list[Step], int | None]:
+        """The object places, steps and seal of a frame; `ValueError`
+        names a malformed record."""
+        objects: list[tuple[bytes, Location]] = []
+        steps: list[Step] = []
+        sealed_to = None
+        for item in journal.records(
+            frame.body, frame.body_offset, salvage=salvage
+        ):
+            if item.kind == journal.RECORD_OBJECT:
+                if len(item.content) < 32:
+                    raise ValueError("object record is too short")
+                objects.append(
+                    (
+                        item.content[:32],
+                        Location(
+                            frame.pack,
+                            item.offset + 32,
+                            len(item.content) - 32,
+                        ),
+                    )
+                )
+            elif item.kind == journal.RECORD_REF:
+                steps.append(decode_move(item.content, self.names))
+            elif item.kind == journal.RECORD_COLLECTION:
+                if is_index_record(item.content):
+                    steps.append(decode_index(item.content, self.names))
+                else:
+                    steps.append(decode_collection(item.content, self.names))
+            else:
+                if len(item.content) != 4:
+                    raise ValueError("seal record has the wrong length")
+                sealed_to = struct.unpack(">I", item.content)[0]
+                if sealed_to != frame.pack + 1:
+                    raise ValueError("seal names the wrong pack")
+        return objects, steps, sealed_to
+
+    def _install(
+        self,
+        objects: list[tuple[bytes, Location]],
+        steps: list[Step],
+        end: tuple[int, int],
+    ) -> None:
+        """Make the checked effects of one frame part of the state."""
         self.objects.update(objects)
         for step in steps:
             if isinstance(step, Move):
@@ -542,8 +585,7 @@ class State:
                 self._index_op(step)
             else:
                 self._collection_op(*step)
-        self.position = (frame.pack, frame.end)
-        return sealed_to
+        self.position = end
 
     def _collection_op(self, operation: int, name: str) -> None:
         if operation == OP_CREATE:
@@ -562,7 +604,7 @@ class State:
 
     def _check(
         self,
-        steps: list[Move | IndexOp | tuple[int, str]],
+        steps: list[Step],
         objects: list[tuple[bytes, Location]],
     ) -> None:
         """Check the steps of a frame in order against the state.
@@ -573,8 +615,10 @@ class State:
         one that is not live.
         """
         fresh = {address for address, _ in objects}
-        live = {name: True for name in self.collections}
-        dropped = {name: True for name in self.dropped}
+        # Only what this frame changes; the rest is read from the state,
+        # so the check costs nothing per collection the store holds.
+        live: dict[str, bool] = {}
+        dropped: dict[str, bool] = {}
         # A frame never moves refs of a collection it dropped or
         # restored: the writer puts such operations in frames of their
         # own, which keeps this check simple and exact.
@@ -582,7 +626,9 @@ class State:
         pending: dict[tuple[str, str], Head] = {}
         for step in steps:
             if isinstance(step, IndexOp):
-                if not live.get(step.collection):
+                if not live.get(
+                    step.collection, step.collection in self.collections
+                ):
                     raise ValueError(
                         f"index change in unknown collection {step.collection}"
                     )
@@ -590,25 +636,29 @@ class State:
             if not isinstance(step, Move):
                 operation, name = step
                 if operation == OP_CREATE:
-                    if not live.get(name):
+                    if not live.get(name, name in self.collections):
                         live[name] = True
-                        if dropped.get(name):
+                        if dropped.get(name, name in self.dropped):
                             settled.add(name)
                 elif operation == OP_DROP:
-                    if not live.get(name):
+                    if not live.get(name, name in self.collections):
                         raise ValueError(f"drop of unknown collection {name}")
                     live[name] = False
                     dropped[name] = True
                     settled.add(name)
                 else:
-                    if live.get(name) or not dropped.get(name):
+                    if live.get(
+                        name, name in self.collections
+                    ) or not dropped.get(name, name in self.dropped):
                         raise ValueError(f"cannot restore collection {name}")
                     live[name] = True
                     dropped[name] = False
                     settled.add(name)
                 continue
             move = step
-            if not live.get(move.collection):
+            if not live.get(
+                move.collection, move.collection in self.collections
+            ):
                 raise ValueError(
                     f"move in unknown collection {move.collection!r}"
                 )

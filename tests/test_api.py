@@ -310,6 +310,37 @@ def test_many_versions_timestamps_and_hashes(store: sentinel.Store) -> None:
     assert docs.count() == 1
 
 
+@pytest.mark.parametrize(
+    "nanos",
+    [
+        0,
+        999_999_999,
+        1_796_400_000_000_000_000,  # 2026-12-04
+        1_796_400_000_999_999_000,
+        4_102_444_799_999_999_999,  # the last instant of 2099
+        253_402_300_798_000_000_000,  # 9999-12-31T23:59:58
+    ],
+)
+def test_clock_text_is_exactly_isoformat(
+    monkeypatch: pytest.MonkeyPatch, nanos: int
+) -> None:
+    """Timestamps are formatted from a cached second; the text must be
+    what ``datetime.isoformat`` gives for the same microsecond, and the
+    microseconds the ones that text reads back as."""
+    from datetime import UTC
+
+    from sentinel import engine
+
+    for step in (0, 1_000, 1_000_000_000):  # same second, then the next
+        monkeypatch.setattr(engine.time, "time_ns", lambda at=nanos + step: at)
+        text, micros = engine.now_and_micros()
+        moment = datetime.fromtimestamp(0, UTC) + timedelta(
+            microseconds=(nanos + step) // 1000
+        )
+        assert text == moment.isoformat(timespec="microseconds")
+        assert micros == engine.to_micros(datetime.fromisoformat(text))
+
+
 def test_identical_data_still_makes_a_new_version(
     store: sentinel.Store,
 ) -> None:

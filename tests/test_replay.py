@@ -77,8 +77,14 @@ def step(store: sentinel.Store, rng: random.Random) -> None:
             with store.batch() as batch:
                 batch.insert(name, doc_id, {"batch": 1})
                 batch.upsert(name, f"d{rng.randrange(12)}", {"u": 2})
-        elif roll < 0.9:
+        elif roll < 0.88:
             col.revert(doc_id, 1)
+        elif roll < 0.91:
+            field = rng.choice(["n", "m.k"])
+            if field in col.list_indexes():
+                col.drop_index(field)
+            else:
+                col.create_index(field)
         elif roll < 0.95:
             store.delete_collection(name)
         else:
@@ -87,14 +93,17 @@ def step(store: sentinel.Store, rng: random.Random) -> None:
         pass
 
 
-@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize(
+    ("seed", "passphrase"),
+    [(0, None), (1, None), (2, None), (3, None), (4, "replay words")],
+)
 def test_writer_state_equals_replayed_state(
-    tmp_path: pathlib.Path, seed: int
+    tmp_path: pathlib.Path, seed: int, passphrase: str | None
 ) -> None:
     rng = random.Random(seed)
     path = tmp_path / "store"
-    writer = sentinel.Store.new(path)
-    reader = sentinel.Store.new(path)
+    writer = sentinel.Store.new(path, passphrase=passphrase)
+    reader = sentinel.Store.new(path, passphrase=passphrase)
     try:
         for number in range(300):
             step(writer, rng)
@@ -117,6 +126,6 @@ def test_writer_state_equals_replayed_state(
     for drop_table in (False, True):
         if drop_table and (path / "refs" / "table").exists():
             os.unlink(path / "refs" / "table")
-        with sentinel.Store.new(path) as again:
+        with sentinel.Store.new(path, passphrase=passphrase) as again:
             assert snapshot(again._engine.state) == expected
             assert again.verify().ok
