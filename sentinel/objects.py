@@ -368,18 +368,23 @@ def parse_version(payload: bytes, address: str) -> Version:
     their address; `Store.verify` additionally checks canonical form.
     """
     fields = codec.decode_verified(payload, address=address)
-    if type(fields) is not dict or fields.keys() != _VERSION_KEYS:
+    try:
+        # Eight keys, each of them one of the eight names: exactly the
+        # version keys (cheaper than comparing key sets).
+        if len(fields) != len(_VERSION_KEYS):
+            raise KeyError
+        collection = fields["collection"]
+        doc_id = fields["id"]
+        number = fields["version"]
+        parent = fields["parent"]
+        created_at = fields["created_at"]
+        updated_at = fields["updated_at"]
+        deleted = fields["deleted"]
+        data = fields["data"]
+    except (KeyError, TypeError):
         raise CorruptObjectError(
             f"object {address} is not a version object", address=address
-        )
-    collection = fields["collection"]
-    doc_id = fields["id"]
-    number = fields["version"]
-    parent = fields["parent"]
-    created_at = fields["created_at"]
-    updated_at = fields["updated_at"]
-    deleted = fields["deleted"]
-    data = fields["data"]
+        ) from None
     if not (
         type(collection) is str
         and type(doc_id) is str
@@ -389,7 +394,8 @@ def parse_version(payload: bytes, address: str) -> Version:
         and type(created_at) is str
         and _TIME(created_at)
         and type(updated_at) is str
-        and _TIME(updated_at)
+        # A first version's two times are one string: check it once.
+        and (updated_at == created_at or _TIME(updated_at))
         and type(deleted) is bool
         and type(data) is dict
     ):
