@@ -45,7 +45,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from sentinel import crypto, fs, journal, objects, refs, sealed, table
 from sentinel.errors import (
@@ -644,32 +644,36 @@ class Engine:
             addresses
         )
         decode = self.codec.decode
+        locate = self.state.objects.get
         places = sorted(
             (location, index)
             for index, address in enumerate(addresses)
-            if (location := self.state.objects.get(address)) is not None
+            if (location := locate(address)) is not None
         )
+        count = len(places)
         start = 0
-        while start < len(places):
+        while start < count:
             first = places[start][0]
+            pack, base = first.pack, first.offset
+            end = base + first.length
+            limit = base + _SPAN
             stop = start + 1
-            end = first.offset + first.length
-            while stop < len(places):
+            while stop < count:
                 location = places[stop][0]
+                after = location.offset + location.length
                 if (
-                    location.pack != first.pack
+                    location.pack != pack
                     or location.offset - end > _GAP
-                    or location.offset + location.length - first.offset > _SPAN
+                    or after > limit
                 ):
                     break
-                end = max(end, location.offset + location.length)
+                if after > end:
+                    end = after
                 stop += 1
-            path = self.journal.path(first.pack)
-            data = self.journal.read(
-                first.pack, first.offset, end - first.offset
-            )
+            path = self.journal.path(pack)
+            data = self.journal.read(pack, base, end - base)
             for location, index in places[start:stop]:
-                at = location.offset - first.offset
+                at = location.offset - base
                 stored = data[at : at + location.length]
                 address = addresses[index]
                 try:
@@ -689,15 +693,15 @@ class Engine:
                     # raised by the caller at this object's turn.
                     found[index] = exc
             start = stop
-        return [
-            MissingObjectError(
-                f"object {address.hex()} is not in the store",
-                address=address.hex(),
-            )
-            if result is None
-            else result
-            for address, result in zip(addresses, found, strict=True)
-        ]
+        if count < len(addresses):
+            for index, address in enumerate(addresses):
+                if found[index] is None:
+                    found[index] = MissingObjectError(
+                        f"object {address.hex()} is not in the store",
+                        address=address.hex(),
+                    )
+        # Every place is filled now.
+        return cast(list[objects.Opened | Exception], found)
 
     # -- writing -------------------------------------------------------------
 

@@ -77,6 +77,7 @@ class _Codecs(threading.local):
 
 
 _codecs = _Codecs()
+_frame_size = zstandard.frame_content_size
 
 
 def type_prefix(kind: int, size: int) -> bytes:
@@ -137,7 +138,23 @@ def decode(
 
     body = memoryview(stored)[HEADER_SIZE:]
     if encoding == ENCODING_ZSTD:
-        payload = _decompress(body, length, address, path)
+        try:
+            declared = _frame_size(body)
+        except zstandard.ZstdError as exc:
+            reason = f"bad zstd frame header ({exc})"
+            raise _corrupt(address, path, reason) from exc
+        if declared != length:
+            reason = "zstd frame size differs from the header"
+            raise _corrupt(address, path, reason)
+        try:
+            # Bytes after the frame would give one object many stored
+            # forms.
+            payload = _codecs.decompressor.decompress(
+                body, max_output_size=length, allow_extra_data=False
+            )
+        except zstandard.ZstdError as exc:
+            reason = f"zstd frame does not decode ({exc})"
+            raise _corrupt(address, path, reason) from exc
     elif encoding == ENCODING_IDENTITY:
         payload = bytes(body)
     else:
@@ -188,28 +205,6 @@ def decompress_frame(frame: bytes | memoryview, corrupt: Any) -> bytes:
         raise corrupt(f"zstd frame does not decode ({exc})") from exc
     if len(payload) != declared:
         raise corrupt("zstd frame is shorter than it declares")
-    return payload
-
-
-def _decompress(
-    body: memoryview, length: int, address: bytes, path: str | None
-) -> bytes:
-    try:
-        declared = zstandard.frame_content_size(body)
-    except zstandard.ZstdError as exc:
-        reason = f"bad zstd frame header ({exc})"
-        raise _corrupt(address, path, reason) from exc
-    if declared != length:
-        reason = "zstd frame size differs from the header"
-        raise _corrupt(address, path, reason)
-    try:
-        # Bytes after the frame would give one object many stored forms.
-        payload: bytes = _codecs.decompressor.decompress(
-            body, max_output_size=length, allow_extra_data=False
-        )
-    except zstandard.ZstdError as exc:
-        reason = f"zstd frame does not decode ({exc})"
-        raise _corrupt(address, path, reason) from exc
     return payload
 
 
