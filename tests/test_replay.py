@@ -129,3 +129,44 @@ def test_writer_state_equals_replayed_state(
         with sentinel.Store.new(path, passphrase=passphrase) as again:
             assert snapshot(again._engine.state) == expected
             assert again.verify().ok
+
+
+def test_group_commits_apply_as_replay_does(tmp_path: pathlib.Path) -> None:
+    """Threads sharing a handle commit in groups of several frames; the
+    writer places every frame of a group itself, and must place them
+    where replay finds them."""
+    import threading
+
+    path = tmp_path / "store"
+    writer = sentinel.Store.new(path)
+    col = writer.collection("c")
+    grouped = []
+    original = writer._engine._write
+
+    def spy(planners: list[Any]) -> None:
+        grouped.append(len(planners))
+        original(planners)
+
+    writer._engine._write = spy  # type: ignore[method-assign]
+
+    def work(worker: int) -> None:
+        for number in range(60):
+            col.insert(f"w{worker}-{number % 7}", {"n": number, "w": worker})
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    try:
+        assert max(grouped) > 1, "no group held more than one frame"
+        expected = snapshot(writer._engine.state)
+        for doc_id in col.ids():  # every object where the writer put it
+            assert col.get(doc_id) is not None
+    finally:
+        writer.close()
+    if (path / "refs" / "table").exists():
+        os.unlink(path / "refs" / "table")
+    with sentinel.Store.new(path) as again:
+        assert snapshot(again._engine.state) == expected
+        assert again.verify().ok
