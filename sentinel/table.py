@@ -175,32 +175,42 @@ class _Reader:
     def collection(self) -> tuple[str, refs.CollectionRefs]:
         name = self.name()
         (count,) = self.unpack(_COUNT32)
+        # The loop runs once per id of the store at every open, so it
+        # keeps the cursor in locals instead of calling `name`/`unpack`.
+        body = self.body
+        at = self.at
+        head_of = _HEAD.unpack_from
+        count_of = _COUNT32.unpack_from
+        head_size = _HEAD.size
         heads = {}
         live = 0
         past_of: dict[str, refs.Past] = {}
         for _ in range(count):
-            doc_id = self.name()
-            address, version, time, flags = self.unpack(_HEAD)
+            size = body[at]
+            doc_id = body[at + 1 : at + 1 + size].decode("ascii")
+            at += 1 + size
+            address, version, time, flags = head_of(body, at)
+            at += head_size
             if time >= refs.MAX_TIME:
                 raise ValueError(f"{name}/{doc_id} has a time out of range")
             deleted = bool(flags & refs.FLAG_TOMBSTONE)
             heads[doc_id] = refs.Head(address, version, deleted, time)
             live += not deleted
-            (older,) = self.unpack(_COUNT32)
+            (older,) = count_of(body, at)
+            at += _COUNT32.size
             if older != version - 1:
                 raise ValueError(f"{name}/{doc_id} has a gap in its past")
             if older:
                 past = past_of[doc_id] = refs.Past()
-                end = self.at + older * _PAST.size
-                for address, time, flags in _PAST.iter_unpack(
-                    self.body[self.at : end]
-                ):
+                end = at + older * _PAST.size
+                for address, time, flags in _PAST.iter_unpack(body[at:end]):
                     past.addresses += address
                     if time >= refs.MAX_TIME:
                         raise ValueError(f"{name}/{doc_id}: time out of range")
                     past.times.append(time)
                     past.flags.append(flags)
-                self.at = end
+                at = end
+        self.at = at
         return name, refs.CollectionRefs(SortedDict(heads), live, past_of)
 
     def index_definitions(self, state: refs.State) -> None:
