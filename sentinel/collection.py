@@ -20,7 +20,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sentinel import aggregate as _aggregate
 from sentinel import codec, merge, names, objects, refs
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 # Ids copied per step of `ids()`: small enough to bound memory, large
 # enough that the lock is taken rarely.
 _ID_WINDOW = 1024
+T = TypeVar("T")
 _HEX_ADDRESS = re.compile(r"[0-9a-f]{64}")
 
 
@@ -739,24 +740,11 @@ class Collection:
         """
         started = time.perf_counter()
         spec = _query.to_spec(q, explain=explain)
-        moment = None if as_of is None else parse_moment(as_of)
-        load = self._loader(verification)
-        engine = self._engine
-        engine.refresh()
-        refs_of = self._refs()
-        if moment is not None:
-            view = _execution.HistoryView(
-                refs_of, engine.state_lock, load, moment
-            )
-            return _execution.run_query(spec, view, started)
-        index_set = self._index_set()
-        with index_set.lock:
-            index_set.refresh(refs_of)
-            active = index_set if index_set.indexes else None
-            live = _execution.LiveView(
-                refs_of, engine.state_lock, load, active
-            )
-            return _execution.run_query(spec, live, started)
+        return self._in_view(
+            as_of,
+            verification,
+            lambda view: _execution.run_query(spec, view, started),
+        )
 
     def aggregate(
         self,
@@ -783,24 +771,41 @@ class Collection:
         """
         aggregation = _aggregate.Aggregation(operation, field, group_by)
         condition = _query.filter_only(where)
+        return self._in_view(
+            as_of,
+            verification,
+            lambda view: _execution.run_aggregate(
+                aggregation, condition, view
+            ),
+        )
+
+    def _in_view(
+        self,
+        as_of: datetime | str | None,
+        verification: VerificationOptions | None,
+        run: Callable[[_execution.View], T],
+    ) -> T:
+        """Call `run` on the collection as it was at `as_of` (its
+        history), or as it is now (its live heads and its indexes, held
+        current while `run` reads them)."""
         moment = None if as_of is None else parse_moment(as_of)
         load = self._loader(verification)
         engine = self._engine
         engine.refresh()
         refs_of = self._refs()
         if moment is not None:
-            view = _execution.HistoryView(
-                refs_of, engine.state_lock, load, moment
+            return run(
+                _execution.HistoryView(
+                    refs_of, engine.state_lock, load, moment
+                )
             )
-            return _execution.run_aggregate(aggregation, condition, view)
         index_set = self._index_set()
         with index_set.lock:
             index_set.refresh(refs_of)
             active = index_set if index_set.indexes else None
-            live = _execution.LiveView(
-                refs_of, engine.state_lock, load, active
+            return run(
+                _execution.LiveView(refs_of, engine.state_lock, load, active)
             )
-            return _execution.run_aggregate(aggregation, condition, live)
 
     def _loader(
         self, verification: VerificationOptions | None
