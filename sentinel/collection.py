@@ -145,7 +145,7 @@ def write_version(
     )
     stored = planner.put_object(objects.TYPE_VERSION, payload)
     address = stored.address
-    planner.move(collection, doc_id, address, version, deleted, micros)
+    planner.move(collection, doc_id, address, version, deleted, micros, head)
     return Document(
         collection,
         doc_id,

@@ -268,9 +268,10 @@ class Planner:
         version: int,
         deleted: bool,
         micros: int,
+        current: refs.Head | None,
     ) -> None:
-        """Make `new` the head of `doc_id` in `collection`."""
-        current = self.head(collection, doc_id)
+        """Make `new` the head of `doc_id` in `collection`, moving it
+        from `current`, which the caller read with `head`."""
         old = current.address if current else None
         self._add(
             journal.RECORD_REF,
@@ -762,7 +763,9 @@ class Engine:
                     continue
                 if planner.records:
                     planners.append(planner)
-                    overlay.absorb(planner)
+                    if request is not group[-1]:
+                        # Later plans of the group must see this one.
+                        overlay.absorb(planner)
                     written.append(request)
                 else:
                     request.done = True
