@@ -415,10 +415,14 @@ def test_sigkill_writer_forkserver(tmp_path: pathlib.Path, slow: bool) -> None:
     imported Sentinel (its at-fork handlers run in the child).
 
     Few trials: in about one run in six, with 200 trials here, a child's
-    exit status came back as 255, which `multiprocessing` reports when
-    the fork server itself went away (see `_forkserver_state`); the
-    store checks of those runs were clean.  The 200 trials of
-    `test_sigkill_writer` use fresh interpreters instead."""
+    exit status once came back as 255, which `multiprocessing` reports
+    when the fork server itself went away (see `_forkserver_state`); the
+    store checks of those runs were clean.  A double close of a reused
+    descriptor (such as the server's liveness pipe) by two threads
+    closing one store would explain it; since `Engine.close` checks its
+    flag under the mutex, eleven runs with 200 trials have not shown
+    it.  The 200 trials of `test_sigkill_writer` use fresh
+    interpreters."""
     trials = SLOW_FORKSERVER_TRIALS if slow else FORKSERVER_TRIALS
     acked = run_trials(tmp_path, trials, forkserver_kill_child, SEED + 1)
     assert acked >= trials
