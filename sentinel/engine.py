@@ -763,9 +763,7 @@ class Engine:
                     continue
                 if planner.records:
                     planners.append(planner)
-                    if request is not group[-1]:
-                        # Later plans of the group must see this one.
-                        overlay.absorb(planner)
+                    overlay.absorb(planner)
                     written.append(request)
                 else:
                     request.done = True

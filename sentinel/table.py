@@ -175,42 +175,32 @@ class _Reader:
     def collection(self) -> tuple[str, refs.CollectionRefs]:
         name = self.name()
         (count,) = self.unpack(_COUNT32)
-        # The loop runs once per id of the store at every open, so it
-        # keeps the cursor in locals instead of calling `name`/`unpack`.
-        body = self.body
-        at = self.at
-        head_of = _HEAD.unpack_from
-        count_of = _COUNT32.unpack_from
-        head_size = _HEAD.size
         heads = {}
         live = 0
         past_of: dict[str, refs.Past] = {}
         for _ in range(count):
-            size = body[at]
-            doc_id = body[at + 1 : at + 1 + size].decode("ascii")
-            at += 1 + size
-            address, version, time, flags = head_of(body, at)
-            at += head_size
+            doc_id = self.name()
+            address, version, time, flags = self.unpack(_HEAD)
             if time >= refs.MAX_TIME:
                 raise ValueError(f"{name}/{doc_id} has a time out of range")
             deleted = bool(flags & refs.FLAG_TOMBSTONE)
             heads[doc_id] = refs.Head(address, version, deleted, time)
             live += not deleted
-            (older,) = count_of(body, at)
-            at += _COUNT32.size
+            (older,) = self.unpack(_COUNT32)
             if older != version - 1:
                 raise ValueError(f"{name}/{doc_id} has a gap in its past")
             if older:
                 past = past_of[doc_id] = refs.Past()
-                end = at + older * _PAST.size
-                for address, time, flags in _PAST.iter_unpack(body[at:end]):
+                end = self.at + older * _PAST.size
+                for address, time, flags in _PAST.iter_unpack(
+                    self.body[self.at : end]
+                ):
                     past.addresses += address
                     if time >= refs.MAX_TIME:
                         raise ValueError(f"{name}/{doc_id}: time out of range")
                     past.times.append(time)
                     past.flags.append(flags)
-                at = end
-        self.at = at
+                self.at = end
         return name, refs.CollectionRefs(SortedDict(heads), live, past_of)
 
     def index_definitions(self, state: refs.State) -> None:
