@@ -610,16 +610,15 @@ class Engine:
                 f"object {address.hex()} is not in the store",
                 address=address.hex(),
             )
-        path = self.journal.path(location.pack)
-        stored = self.journal.read(
-            location.pack, location.offset, location.length
-        )
-        if len(stored) != location.length:
+        pack, offset, length = location
+        path = self.journal.path(pack)
+        stored = self.journal.read(pack, offset, length)
+        if len(stored) != length:
             raise CorruptObjectError(
                 f"object {address.hex()} is cut short in {path}",
                 path=path,
                 address=address.hex(),
-                offset=location.offset,
+                offset=offset,
             )
         return self.codec.decode(
             stored, address, path=path, verification=verification
@@ -654,36 +653,31 @@ class Engine:
         count = len(places)
         start = 0
         while start < count:
-            first = places[start][0]
-            pack, base = first.pack, first.offset
-            end = base + first.length
+            pack, base, length = places[start][0]
+            end = base + length
             limit = base + _SPAN
             stop = start + 1
             while stop < count:
-                location = places[stop][0]
-                after = location.offset + location.length
-                if (
-                    location.pack != pack
-                    or location.offset - end > _GAP
-                    or after > limit
-                ):
+                other, offset, length = places[stop][0]
+                after = offset + length
+                if other != pack or offset - end > _GAP or after > limit:
                     break
                 if after > end:
                     end = after
                 stop += 1
             path = self.journal.path(pack)
             data = self.journal.read(pack, base, end - base)
-            for location, index in places[start:stop]:
-                at = location.offset - base
-                stored = data[at : at + location.length]
+            for (_, offset, length), index in places[start:stop]:
+                at = offset - base
+                stored = data[at : at + length]
                 address = addresses[index]
                 try:
-                    if len(stored) != location.length:
+                    if len(stored) != length:
                         raise CorruptObjectError(
                             f"object {address.hex()} is cut short in {path}",
                             path=path,
                             address=address.hex(),
-                            offset=location.offset,
+                            offset=offset,
                         )
                     found[index] = decode(
                         stored, address, path=path, verification=verification
@@ -792,7 +786,7 @@ class Engine:
             end = body + planner.size + journal.FRAME_TRAILER.size
             self.state.apply_written(
                 [
-                    (address, refs.Location(pack, body + offset, length))
+                    (address, (pack, body + offset, length))
                     for address, offset, length in planner.objects
                 ],
                 planner.steps,

@@ -94,12 +94,12 @@ class Head(NamedTuple):
     time: int
 
 
-class Location(NamedTuple):
-    """Where an object's stored bytes live."""
-
-    pack: int
-    offset: int
-    length: int
+# Where an object's stored bytes live: (pack, offset, length).  A plain
+# tuple on purpose: CPython's cyclic collector stops tracking an exact
+# tuple of ints, but tracks every NamedTuple instance for its lifetime,
+# so a NamedTuple here would make each full collection of the host
+# program walk one more object per stored object.
+Location = tuple[int, int, int]
 
 
 class Past:
@@ -545,7 +545,7 @@ class State:
                 objects.append(
                     (
                         item.content[:32],
-                        Location(
+                        (
                             frame.pack,
                             item.offset + 32,
                             len(item.content) - 32,

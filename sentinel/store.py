@@ -357,17 +357,15 @@ class Store:
         kind, payload, signature = engine.read_object(
             address, self._verification
         )
-        location = engine.state.objects[address]
-        header = engine.journal.read(
-            location.pack, location.offset, objects.HEADER_SIZE
-        )
+        pack, offset, length = engine.state.objects[address]
+        header = engine.journal.read(pack, offset, objects.HEADER_SIZE)
         return {
             "hash": hash,
             "type": objects.TYPE_NAMES[kind].decode(),
             "encoding": header[5],
-            "pack": journal.pack_name(location.pack),
-            "offset": location.offset,
-            "stored_bytes": location.length,
+            "pack": journal.pack_name(pack),
+            "offset": offset,
+            "stored_bytes": length,
             "payload_bytes": len(payload),
             "payload": codec.decode(payload, address=hash),
             "signature": signature.hex(),

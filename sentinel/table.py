@@ -261,7 +261,7 @@ def decode(
         if end > len(inner) or (version == FORMAT and end != len(inner)):
             raise ValueError("ref table has trailing or missing bytes")
         state.objects = {
-            address: refs.Location(pack, offset, length)
+            address: (pack, offset, length)
             for address, pack, offset, length in _OBJECT.iter_unpack(
                 inner[reader.at : end]
             )

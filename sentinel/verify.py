@@ -252,10 +252,10 @@ def _check_frames(
 
 def _check_objects(engine: Engine, report: VerifyReport) -> None:
     signed = engine.codec.signed
-    for address, location in sorted(engine.state.objects.items()):
+    for address, (pack, offset, _) in sorted(engine.state.objects.items()):
         report.objects += 1
         name = address.hex()
-        path = engine.journal.path(location.pack)
+        path = engine.journal.path(pack)
         try:
             kind, payload, _ = engine.read_object(address, sealed.STRICT)
             report.signatures += signed
@@ -283,7 +283,7 @@ def _check_objects(engine: Engine, report: VerifyReport) -> None:
                     path,
                     str(exc),
                     address=name,
-                    offset=location.offset,
+                    offset=offset,
                 )
             )
         except (CorruptionError, ValueError) as exc:
@@ -293,7 +293,7 @@ def _check_objects(engine: Engine, report: VerifyReport) -> None:
                     path,
                     str(exc),
                     address=name,
-                    offset=location.offset,
+                    offset=offset,
                 )
             )
 
@@ -328,7 +328,8 @@ def _check_head(
             )
         )
         return
-    path = engine.journal.path(location.pack)
+    pack, _, _ = location
+    path = engine.journal.path(pack)
     try:
         kind, payload, _ = engine.read_object(head.address)
         version = objects.parse_version(payload, name)

@@ -416,12 +416,14 @@ def test_all_reads_windows_through_the_codec(
     # One damaged object in the middle: the scan yields what comes
     # before it, then raises at its turn, whatever the codec.
     victim = users.get("u020")
-    location = any_store._engine.state.objects[bytes.fromhex(victim.hash)]
-    path = any_store._engine.journal.path(location.pack)
+    pack, offset, length = any_store._engine.state.objects[
+        bytes.fromhex(victim.hash)
+    ]
+    path = any_store._engine.journal.path(pack)
     with open(path, "r+b") as handle:
-        handle.seek(location.offset + location.length - 20)
+        handle.seek(offset + length - 20)
         byte = handle.read(1)
-        handle.seek(location.offset + location.length - 20)
+        handle.seek(offset + length - 20)
         handle.write(bytes((byte[0] ^ 0x55,)))
     seen = []
     with pytest.raises(sentinel.CorruptionError) as info:

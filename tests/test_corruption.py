@@ -322,8 +322,10 @@ def _map_seed(
                         frame, item.offset, item.offset + 32, *flags
                     )
                     stored = _span(frame, item.offset + 32, stop, *flags)
-                    assert locations[address] == refs.Location(
-                        number, stored.start, stored.end - stored.start
+                    assert locations[address] == (
+                        number,
+                        stored.start,
+                        stored.end - stored.start,
                     )
                     found.append(Stored(address, record, stored))
                 elif item.kind == journal.RECORD_REF:

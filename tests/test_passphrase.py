@@ -136,15 +136,9 @@ def tamper_object(
     store: sentinel.Store, address: str, at: int, mask: int = 0x01
 ) -> None:
     """Flip bits of byte `at` of a stored object, CRCs fixed."""
-    location = store._engine.state.objects[bytes.fromhex(address)]
-    data = store._engine.journal.read(location.pack, location.offset + at, 1)
-    patch_pack(
-        store,
-        location.pack,
-        location.offset + at,
-        bytes((data[0] ^ mask,)),
-        location.offset - 32,
-    )
+    pack, offset, _ = store._engine.state.objects[bytes.fromhex(address)]
+    data = store._engine.journal.read(pack, offset + at, 1)
+    patch_pack(store, pack, offset + at, bytes((data[0] ^ mask,)), offset - 32)
 
 
 # -- errors at open, each with an unchanged tree ------------------------------
@@ -675,9 +669,9 @@ def test_tampered_objects_fail_in_every_mode(
 ) -> None:
     users = encrypted.collection("users")
     doc = users.insert("u1", {"secret": "x" * 50})
-    location = encrypted._engine.state.objects[bytes.fromhex(doc.hash)]
+    _, _, length = encrypted._engine.state.objects[bytes.fromhex(doc.hash)]
     kinds: dict[str, int] = {}
-    for at in range(location.length):
+    for at in range(length):
         tamper_object(encrypted, doc.hash, at, 0x80)
         for options in (V.silent(), V.warn(), V.strict()):
             with pytest.raises(sentinel.CorruptionError) as info:
@@ -690,7 +684,7 @@ def test_tampered_objects_fail_in_every_mode(
     assert users.get("u1", verification=V.strict()) == doc
     # The header's checks catch what they can name; the tag the rest.
     assert set(kinds) == {"CorruptObjectError", "IntegrityError"}
-    assert kinds["IntegrityError"] == location.length - objects.HEADER_SIZE
+    assert kinds["IntegrityError"] == length - objects.HEADER_SIZE
 
 
 def test_tampering_is_reported_by_verify(encrypted: sentinel.Store) -> None:
@@ -711,8 +705,9 @@ def test_moved_object_fails_its_tag(encrypted: sentinel.Store) -> None:
     one = users.insert("u1", {"v": 1})
     two = users.insert("u2", {"v": 1})
     engine = encrypted._engine
-    place = engine.state.objects[bytes.fromhex(two.hash)]
-    stored = engine.journal.read(place.pack, place.offset, place.length)
+    stored = engine.journal.read(
+        *engine.state.objects[bytes.fromhex(two.hash)]
+    )
     expect(
         sentinel.IntegrityError,
         engine.codec.decode,

@@ -721,12 +721,14 @@ def test_damaged_document_fails_indexed_queries_loudly(
         coll.bulk_insert((f"d{n}", {"k": n}) for n in range(5))
         coll.create_index("k")
         engine = first._engine
-        place = engine.state.objects[coll._refs().heads["d2"].address]
-        pack = engine.journal.path(place.pack)
+        number, offset, length = engine.state.objects[
+            coll._refs().heads["d2"].address
+        ]
+        pack = engine.journal.path(number)
     with open(pack, "r+b") as handle:
-        handle.seek(place.offset + place.length - 2)
+        handle.seek(offset + length - 2)
         byte = handle.read(1)[0]
-        handle.seek(place.offset + place.length - 2)
+        handle.seek(offset + length - 2)
         handle.write(bytes((byte ^ 0xFF,)))
     with sentinel.Store.new(store_path) as second:
         coll = second.collection("bad")

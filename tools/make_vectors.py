@@ -310,11 +310,13 @@ def describe_state(state: refs.State) -> dict[str, Any]:
         "objects": [
             {
                 "address": address.hex(),
-                "pack": place.pack,
-                "offset": place.offset,
-                "length": place.length,
+                "pack": pack,
+                "offset": offset,
+                "length": length,
             }
-            for address, place in sorted(state.objects.items())
+            for address, (pack, offset, length) in sorted(
+                state.objects.items()
+            )
         ],
     }
 
@@ -475,12 +477,12 @@ def build(compress: Compress | None = None) -> dict[str, Any]:
     sealed.position = (2, journal.PACK_HEADER_SIZE)
     state = replay([pack1, pack2])
     for entry in documents:
-        place = state.objects[bytes.fromhex(entry["address"])]
+        pack, offset, length = state.objects[bytes.fromhex(entry["address"])]
         entry["location"] = {
-            "path": "objects/" + journal.pack_name(place.pack),
-            "pack": place.pack,
-            "offset": place.offset,
-            "length": place.length,
+            "path": "objects/" + journal.pack_name(pack),
+            "pack": pack,
+            "offset": offset,
+            "length": length,
         }
     config_bytes = config.encode(config.DEFAULT)
 
