@@ -23,7 +23,7 @@ import logging
 
 from sentinel.batch import Batch, StoreBatch
 from sentinel.collection import Collection
-from sentinel.crypto import KdfParams, VerificationOptions
+from sentinel.crypto import KdfParams
 from sentinel.document import Document
 from sentinel.errors import (
     ConflictError,
@@ -67,6 +67,7 @@ from sentinel.query import (
     QueryResult,
 )
 from sentinel.sealed import verify_version
+from sentinel.signing import VerificationOptions
 from sentinel.store import Store, read_public_key
 from sentinel.verify import Problem, VerifyReport
 

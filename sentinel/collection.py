@@ -27,7 +27,6 @@ from sentinel import codec, merge, names, objects, refs
 from sentinel import execution as _execution
 from sentinel import index as _index
 from sentinel import query as _query
-from sentinel.crypto import VerificationOptions
 from sentinel.document import Document
 from sentinel.engine import Planner, to_micros
 from sentinel.errors import (
@@ -36,6 +35,7 @@ from sentinel.errors import (
     InvalidInputError,
     NotFoundError,
 )
+from sentinel.signing import VerificationOptions
 
 if TYPE_CHECKING:
     from sentinel.batch import Batch

@@ -47,7 +47,16 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
-from sentinel import crypto, fs, journal, objects, refs, sealed, table
+from sentinel import (
+    crypto,
+    fs,
+    journal,
+    objects,
+    refs,
+    sealed,
+    signing,
+    table,
+)
 from sentinel.errors import (
     CorruptionError,
     CorruptJournalError,
@@ -600,7 +609,7 @@ class Engine:
     def read_object(
         self,
         address: bytes,
-        verification: crypto.VerificationOptions = sealed.SILENT,
+        verification: signing.VerificationOptions = sealed.SILENT,
     ) -> objects.Opened:
         """Return the type, verified payload and signature of a stored
         object; `verification` says whether to check the signature."""
@@ -627,7 +636,7 @@ class Engine:
     def read_many(
         self,
         addresses: list[bytes],
-        verification: crypto.VerificationOptions = sealed.SILENT,
+        verification: signing.VerificationOptions = sealed.SILENT,
     ) -> list[objects.Opened | Exception]:
         """`read_object` for many addresses, in their order.
 

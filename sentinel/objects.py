@@ -48,7 +48,7 @@ from sentinel import codec
 from sentinel.errors import CorruptObjectError
 
 if TYPE_CHECKING:
-    from sentinel.crypto import VerificationOptions
+    from sentinel.signing import VerificationOptions
 
 Address = NewType("Address", bytes)
 

@@ -51,7 +51,7 @@ import blake3
 import zstandard
 from cryptography.exceptions import InvalidTag
 
-from sentinel import codec, crypto, names, objects
+from sentinel import codec, crypto, names, objects, signing
 from sentinel.document import Document
 from sentinel.errors import (
     CorruptObjectError,
@@ -70,8 +70,8 @@ MAX_BODY = (
     + crypto.TRAILER_SIZE
     + crypto.SEAL_OVERHEAD
 )
-SILENT = crypto.VerificationOptions.silent()
-STRICT = crypto.VerificationOptions.strict()
+SILENT = signing.VerificationOptions.silent()
+STRICT = signing.VerificationOptions.strict()
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
@@ -124,7 +124,7 @@ class SealedCodec:
         (zstd's output may differ between zstd versions)."""
         prefix = objects.type_prefix(kind, len(payload))
         address = crypto.keyed_address(self._addressing_key, prefix, payload)
-        signature = crypto.sign(self._keys, prefix + payload)
+        signature = signing.sign(self._keys, prefix + payload)
         if frame is None:
             frame = objects.compress(payload)
         plaintext = b"".join((frame, self._signer, signature))
@@ -151,7 +151,7 @@ class SealedCodec:
         address: bytes,
         *,
         path: str | None = None,
-        verification: crypto.VerificationOptions | None = None,
+        verification: signing.VerificationOptions | None = None,
     ) -> Opened:
         """Check and open a sealed object; return type, payload and
         signature.
@@ -392,7 +392,7 @@ def verify_version(
         signature = bytes.fromhex(signature_hex)
     except ValueError as exc:
         raise InvalidInputError("signature must be a hex string") from exc
-    crypto.verify(key, signed_message(version), signature)
+    signing.verify(key, signed_message(version), signature)
 
 
 def _public_key_bytes(public_key: bytes | str) -> bytes:

@@ -38,7 +38,7 @@ from sentinel import (
 )
 from sentinel.batch import StoreBatch
 from sentinel.collection import Collection
-from sentinel.crypto import KdfParams, VerificationOptions
+from sentinel.crypto import KdfParams
 from sentinel.engine import Engine, Planner
 from sentinel.errors import (
     ConflictError,
@@ -48,6 +48,7 @@ from sentinel.errors import (
     UnsupportedFormatError,
 )
 from sentinel.log import LogEntry
+from sentinel.signing import VerificationOptions
 from sentinel.verify import VerifyReport, verify
 
 

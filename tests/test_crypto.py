@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sentinel import crypto
+from sentinel import crypto, signing
 from sentinel.errors import (
     CorruptionError,
     InvalidInputError,
@@ -246,15 +246,15 @@ def test_name_vectors(keys: crypto.Keys) -> None:
 
 
 def test_signature_vector(keys: crypto.Keys) -> None:
-    signature = crypto.sign(keys, MESSAGE)
+    signature = signing.sign(keys, MESSAGE)
     assert signature.hex() == SIGNATURE
     # An outside verifier needs only the public key and the domain.
     Ed25519PublicKey.from_public_bytes(bytes.fromhex(PUBLIC)).verify(
         signature, b"Sentinel signed object v1\x00" + MESSAGE
     )
-    trailer = crypto.make_trailer(keys, MESSAGE)
+    trailer = signing.make_trailer(keys, MESSAGE)
     assert trailer.hex() == SIGNER + SIGNATURE
-    assert crypto.split_trailer(trailer) == (
+    assert signing.split_trailer(trailer) == (
         bytes.fromhex(SIGNER),
         bytes.fromhex(SIGNATURE),
     )
@@ -470,13 +470,13 @@ def test_error_classes_are_distinct_and_rooted() -> None:
         crypto.PassphraseNotExpectedError,
         crypto.CorruptKeyFileError,
         crypto.IntegrityError,
-        crypto.SignatureError,
-        crypto.UnknownSignerError,
+        signing.SignatureError,
+        signing.UnknownSignerError,
     ]
     assert len(set(classes)) == len(classes)
     assert all(issubclass(cls, SentinelError) for cls in classes)
     assert issubclass(crypto.IntegrityError, CorruptionError)
-    assert issubclass(crypto.UnknownSignerError, crypto.SignatureError)
+    assert issubclass(signing.UnknownSignerError, signing.SignatureError)
     assert not issubclass(crypto.WrongPassphraseError, CorruptionError)
 
 
@@ -644,8 +644,8 @@ def test_garbage_never_escapes_as_a_foreign_exception(garbage: bytes) -> None:
         (lambda: crypto.open_keyfile(garbage, "x"), SentinelError),
         (lambda: crypto.public_key(garbage), SentinelError),
         (
-            lambda: crypto.verify(bytes.fromhex(PUBLIC), b"m", garbage),
-            crypto.SignatureError,
+            lambda: signing.verify(bytes.fromhex(PUBLIC), b"m", garbage),
+            signing.SignatureError,
         ),
     ]
     for call, family in checks:
@@ -724,10 +724,10 @@ def test_bad_names_are_invalid_input(keys: crypto.Keys, bad: Any) -> None:
 
 
 def test_sign_and_verify(keys: crypto.Keys) -> None:
-    signature = crypto.sign(keys, MESSAGE)
+    signature = signing.sign(keys, MESSAGE)
     assert len(signature) == crypto.SIGNATURE_SIZE
-    crypto.verify(keys.public_key, MESSAGE, signature)
-    crypto.verify(
+    signing.verify(keys.public_key, MESSAGE, signature)
+    signing.verify(
         keys.public_key,
         MESSAGE,
         signature,
@@ -740,38 +740,42 @@ def test_tampered_signature_or_message(keys: crypto.Keys) -> None:
     public = keys.public_key
     for at in (0, 13, 31, 32, 50, 63):
         expect(
-            crypto.SignatureError,
-            crypto.verify,
+            signing.SignatureError,
+            signing.verify,
             public,
             MESSAGE,
             flip(signature, at),
         )
     expect(
-        crypto.SignatureError, crypto.verify, public, MESSAGE + b" ", signature
+        signing.SignatureError,
+        signing.verify,
+        public,
+        MESSAGE + b" ",
+        signature,
     )
     # A signature without the domain prefix is not a store signature.
     raw = keys.signing_key.sign(MESSAGE)
-    expect(crypto.SignatureError, crypto.verify, public, MESSAGE, raw)
+    expect(signing.SignatureError, signing.verify, public, MESSAGE, raw)
 
 
 def test_missing_or_malformed_signature(keys: crypto.Keys) -> None:
     public = keys.public_key
-    expect(crypto.SignatureError, crypto.verify, public, MESSAGE, b"")
-    expect(crypto.SignatureError, crypto.verify, public, MESSAGE, bytes(63))
-    expect(crypto.SignatureError, crypto.split_trailer, bytes(71))
-    expect(crypto.SignatureError, crypto.split_trailer, b"")
-    expect(InvalidInputError, crypto.verify, public[:31], MESSAGE, bytes(64))
+    expect(signing.SignatureError, signing.verify, public, MESSAGE, b"")
+    expect(signing.SignatureError, signing.verify, public, MESSAGE, bytes(63))
+    expect(signing.SignatureError, signing.split_trailer, bytes(71))
+    expect(signing.SignatureError, signing.split_trailer, b"")
+    expect(InvalidInputError, signing.verify, public[:31], MESSAGE, bytes(64))
 
 
 def test_other_key_is_an_unknown_signer(
     keys: crypto.Keys, other_keys: crypto.Keys
 ) -> None:
-    signer, signature = crypto.split_trailer(
-        crypto.make_trailer(other_keys, MESSAGE)
+    signer, signature = signing.split_trailer(
+        signing.make_trailer(other_keys, MESSAGE)
     )
     expect(
-        crypto.UnknownSignerError,
-        crypto.verify,
+        signing.UnknownSignerError,
+        signing.verify,
         keys.public_key,
         MESSAGE,
         signature,
@@ -779,42 +783,44 @@ def test_other_key_is_an_unknown_signer(
     )
     # Without a signer id the same failure can only be a bad signature.
     expect(
-        crypto.SignatureError,
-        crypto.verify,
+        signing.SignatureError,
+        signing.verify,
         keys.public_key,
         MESSAGE,
         signature,
     )
-    crypto.verify(other_keys.public_key, MESSAGE, signature, signer=signer)
+    signing.verify(other_keys.public_key, MESSAGE, signature, signer=signer)
 
 
 def test_verification_modes(
     keys: crypto.Keys, caplog: pytest.LogCaptureFixture
 ) -> None:
-    good = crypto.sign(keys, MESSAGE)
+    good = signing.sign(keys, MESSAGE)
     bad = flip(good, 5)
     public = keys.public_key
-    assert crypto.DEFAULT_VERIFICATION == crypto.VerificationOptions.silent()
-    assert crypto.VerificationOptions() == crypto.VerificationOptions.silent()
+    assert signing.DEFAULT_VERIFICATION == signing.VerificationOptions.silent()
+    assert (
+        signing.VerificationOptions() == signing.VerificationOptions.silent()
+    )
 
-    strict = crypto.VerificationOptions.strict()
+    strict = signing.VerificationOptions.strict()
     assert strict.checks_signatures
     assert strict.check(public, MESSAGE, good) is True
-    expect(crypto.SignatureError, strict.check, public, MESSAGE, bad)
-    expect(crypto.SignatureError, strict.check, public, MESSAGE, b"")
+    expect(signing.SignatureError, strict.check, public, MESSAGE, bad)
+    expect(signing.SignatureError, strict.check, public, MESSAGE, b"")
 
-    warn = crypto.VerificationOptions.warn()
+    warn = signing.VerificationOptions.warn()
     assert warn.check(public, MESSAGE, good) is True
     with caplog.at_level(logging.WARNING, logger="sentinel.crypto"):
-        with pytest.warns(crypto.SignatureWarning, match="users/u1"):
+        with pytest.warns(signing.SignatureWarning, match="users/u1"):
             assert warn.check(public, MESSAGE, bad, what="users/u1") is False
     assert "users/u1" in caplog.text
 
-    silent = crypto.VerificationOptions.silent()
+    silent = signing.VerificationOptions.silent()
     assert not silent.checks_signatures
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert silent.check(public, MESSAGE, bad) is None
         assert silent.check(public, MESSAGE, b"") is None
 
-    expect(InvalidInputError, crypto.VerificationOptions, "loud")
+    expect(InvalidInputError, signing.VerificationOptions, "loud")

@@ -45,6 +45,7 @@ from sentinel import (
     objects,
     refs,
     sealed,
+    signing,
     table,
 )
 from sentinel.errors import CorruptJournalError
@@ -221,7 +222,7 @@ def test_sealed_objects_open_with_the_library() -> None:
         opened = codec.decode(
             h(doc["stored_hex"]),
             h(doc["address"]),
-            verification=crypto.VerificationOptions.strict(),
+            verification=signing.VerificationOptions.strict(),
         )
         assert opened.payload == doc["payload"].encode()
         assert opened.signature.hex() == doc["signature"]

@@ -40,6 +40,7 @@ from sentinel import (
     objects,
     refs,
     sealed,
+    signing,
     table,
 )
 
@@ -539,7 +540,7 @@ def test_signatures_verify_after_reopen(store_path: pathlib.Path) -> None:
         ]
         for doc in found:
             sentinel.verify_version(public, doc)
-            crypto.verify(
+            signing.verify(
                 public,
                 sealed.signed_message(doc),
                 bytes.fromhex(doc.signature),

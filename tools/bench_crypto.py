@@ -30,7 +30,7 @@ from collections.abc import Callable
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import sentinel  # noqa: E402
-from sentinel import crypto  # noqa: E402
+from sentinel import crypto, signing  # noqa: E402
 
 PASSPHRASE = "benchmark passphrase"
 STEP = 20
@@ -150,7 +150,7 @@ def run(folder: str, docs: int, rounds: int) -> list[str]:
     )
     ratios["get"] = report("get/s", "get", gets)
 
-    strict = crypto.VerificationOptions.strict()
+    strict = signing.VerificationOptions.strict()
     users = collections["encrypted"]
     strict_gets = interleave(
         {
