@@ -121,6 +121,34 @@ def test_demo_runs_the_documented_usage(tmp_path: pathlib.Path) -> None:
     assert "problems: 0" in done.stdout
 
 
+def test_profile_paths_times_every_step(tmp_path: pathlib.Path) -> None:
+    done = run(
+        "profile_paths.py",
+        "--docs",
+        "300",
+        "--rounds",
+        "1",
+        "--dir",
+        str(tmp_path),
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()[1:]
+    steps = {line[:44].strip(): float(line[44:]) for line in lines}
+    assert set(steps) >= {
+        "insert durable",
+        "of which fdatasync",
+        "get",
+        "refresh (pread)",
+        "decode (header, zstd, BLAKE3)",
+        "scan all()",
+        "sqlite3 scan + json.loads",
+    }
+    # Every step was measured (no timing is compared: these machines
+    # drift too much for that), and the temporary stores are gone.
+    assert all(value > 0 for value in steps.values())
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize(
     "tool, args",
     [
