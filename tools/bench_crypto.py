@@ -29,25 +29,14 @@ from collections.abc import Callable
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+from _workload import make_doc  # noqa: E402
+
 import sentinel  # noqa: E402
 from sentinel import crypto, signing  # noqa: E402
 
 PASSPHRASE = "benchmark passphrase"
 STEP = 20
 TARGETS = {"insert": 0.9, "get": 0.8, "scan": 0.8}
-
-
-def make_doc(number: int) -> dict[str, object]:
-    """A document of about 300 bytes of canonical JSON."""
-    rng = random.Random(number)
-    return {
-        "name": f"user {number}",
-        "email": f"user{number}@example.com",
-        "age": rng.randrange(18, 90),
-        "tags": [rng.choice("abcdef") for _ in range(3)],
-        "address": {"city": rng.choice(["Oslo", "Lyon", "Porto"])},
-        "bio": "".join(rng.choice("abcdefgh ") for _ in range(160)),
-    }
 
 
 class Rates:

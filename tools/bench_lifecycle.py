@@ -27,21 +27,11 @@ from collections.abc import Callable
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+from _workload import make_doc  # noqa: E402
+
 import sentinel  # noqa: E402
 
 STEP = 20
-
-
-def make_doc(number: int) -> dict[str, object]:
-    rng = random.Random(number)
-    return {
-        "name": f"user {number}",
-        "email": f"user{number}@example.com",
-        "age": rng.randrange(18, 90),
-        "tags": [rng.choice("abcdef") for _ in range(3)],
-        "address": {"city": rng.choice(["Oslo", "Lyon", "Porto"])},
-        "bio": "".join(rng.choice("abcdefgh ") for _ in range(160)),
-    }
 
 
 class SqliteDocs:

@@ -44,24 +44,13 @@ import orjson
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+from _workload import make_doc  # noqa: E402
+
 import sentinel  # noqa: E402
 from sentinel import fs, names, objects  # noqa: E402
 from sentinel.document import Document  # noqa: E402
 
 INSERTS_PER_ROUND = 200
-
-
-def make_doc(number: int) -> dict[str, object]:
-    """A document of about 300 bytes of canonical JSON."""
-    rng = random.Random(number)
-    return {
-        "name": f"user {number}",
-        "email": f"user{number}@example.com",
-        "age": rng.randrange(18, 90),
-        "tags": [rng.choice("abcdef") for _ in range(3)],
-        "address": {"city": rng.choice(["Oslo", "Lyon", "Porto"])},
-        "bio": "".join(rng.choice("abcdefgh ") for _ in range(160)),
-    }
 
 
 class SyncClock(fs.OS):
