@@ -21,6 +21,11 @@ within minutes).
 - scan: `all()`, the same steps in one flat loop over a pack held in
   memory (no layers, no windows, no reads), and sqlite3 returning a row
   plus ``json.loads``.
+- bulk: a durable `bulk_insert` of 2,000 documents, per document, and
+  the least work any write of a document must do (validate and encode
+  it, build its version payload, compress and hash it), in a flat loop
+  with no refs and no I/O.  The last line compares both with a single
+  durable insert.
 
 It reaches into private attributes of the store to time single steps;
 it is a measuring tool, not an example of the API.
@@ -47,10 +52,12 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from _workload import make_doc  # noqa: E402
 
 import sentinel  # noqa: E402
-from sentinel import fs, names, objects  # noqa: E402
+from sentinel import codec, fs, names, objects  # noqa: E402
 from sentinel.document import Document  # noqa: E402
 
 INSERTS_PER_ROUND = 200
+BULK_PER_ROUND = 2000
+LEAST_WORK = "  least work of a write (no refs, no I/O)"
 
 
 class SyncClock(fs.OS):
@@ -97,6 +104,8 @@ class Profile:
                 )
         self.fresh = [make_doc(n) for n in range(INSERTS_PER_ROUND)]
         self.inserted = 0
+        self.bulk_docs = [make_doc(n) for n in range(BULK_PER_ROUND)]
+        self.bulked = 0
         self.sync_clock = SyncClock()
         self.sample = random.Random(1).choices(self.ids, k=min(docs, 5000))
         self.spent: dict[str, list[float]] = {}
@@ -262,6 +271,33 @@ class Profile:
         self.timed("  flat loop, same steps, pack in memory", count, flat)
         self.timed("sqlite3 scan + json.loads", count, sqlite_scan)
 
+    # -- bulk --------------------------------------------------------------
+
+    def bulks(self) -> None:
+        users = self.durable.collection("users")
+        start = self.bulked
+        self.bulked += len(self.bulk_docs)
+        items = [
+            (f"bulk-{start + n:07}", data)
+            for n, data in enumerate(self.bulk_docs)
+        ]
+        moment = "2026-01-01T00:00:00.000000+00:00"
+
+        def least_work() -> None:
+            for doc_id, data in items:
+                body = codec.canonical_document(data)
+                payload = objects.version_payload(
+                    "users", doc_id, 1, None, moment, moment, False, body
+                )
+                objects.encode(objects.TYPE_VERSION, payload)
+
+        self.timed(
+            "bulk_insert, durable",
+            len(items),
+            lambda: users.bulk_insert(items),
+        )
+        self.timed(LEAST_WORK, len(items), least_work)
+
     def close(self) -> None:
         self.durable.close()
         self.buffered.close()
@@ -283,6 +319,7 @@ def main() -> None:
                 profile.inserts()
                 profile.gets()
                 profile.scans()
+                profile.bulks()
         finally:
             profile.close()
     finally:
@@ -293,6 +330,13 @@ def main() -> None:
     )
     for name in profile.spent:
         print(f"  {name:42} {profile.best(name):8.2f}")
+    single = profile.best("insert durable")
+    print(
+        f"a single durable insert costs "
+        f"{single / profile.best('bulk_insert, durable'):.1f}x a document "
+        f"of bulk_insert, and "
+        f"{single / profile.best(LEAST_WORK):.1f}x the least work"
+    )
 
 
 if __name__ == "__main__":
