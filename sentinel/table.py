@@ -199,7 +199,7 @@ class _Reader:
             at += 1 + size
             address, version, time, flags = unpack_head(body, at)
             (older,) = unpack_count(body, at + head_size)
-            at += head_size + 4
+            at += head_size + _COUNT32.size
             if time >= max_time:
                 raise ValueError(f"{name}/{doc_id} has a time out of range")
             deleted = bool(flags & tombstone)
