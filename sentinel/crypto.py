@@ -3,8 +3,9 @@
 Pure given keys: no file I/O, no clocks, no global state.  Randomness
 comes only from `os.urandom` (the kernel's ``getrandom``), which keeps no
 state in the process, so a forked child never repeats its parent's salts
-or nonces.  Every failure is a `SentinelError` (the new classes are
-defined below); no `cryptography` exception escapes.
+or nonces.  Every failure is a `SentinelError` from `sentinel.errors`;
+no `cryptography` exception escapes.  Signatures and what a read does
+about them are in `sentinel.signing`.
 
 Key hierarchy
 -------------
