@@ -97,11 +97,13 @@ class Profile:
         self.full = sqlite_store(os.path.join(folder, "full.db"), "FULL")
         self.normal = sqlite_store(os.path.join(folder, "normal.db"), "NORMAL")
         for db in (self.full, self.normal):
-            with db:
-                db.executemany(
-                    "INSERT INTO docs VALUES (?, ?)",
-                    [(i, json.dumps(d)) for i, d in items],
-                )
+            # One transaction for the load: the connection autocommits.
+            db.execute("BEGIN")
+            db.executemany(
+                "INSERT INTO docs VALUES (?, ?)",
+                [(i, json.dumps(d)) for i, d in items],
+            )
+            db.execute("COMMIT")
         self.fresh = [make_doc(n) for n in range(INSERTS_PER_ROUND)]
         self.inserted = 0
         self.bulk_docs = [make_doc(n) for n in range(BULK_PER_ROUND)]
