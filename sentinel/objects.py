@@ -123,88 +123,87 @@ def decode(
     of every document, so the error is only built when one is raised.
     """
     if len(stored) < HEADER_SIZE:
-        raise _corrupt(address, path, "shorter than its header")
+        raise corrupt(address, path, "shorter than its header")
     magic, kind, encoding, flags, reserved, length = HEADER.unpack_from(stored)
     if magic != MAGIC:
-        raise _corrupt(address, path, "bad magic")
+        raise corrupt(address, path, "bad magic")
     if kind not in TYPE_NAMES:
-        raise _corrupt(address, path, f"unknown object type {kind}")
+        raise corrupt(address, path, f"unknown object type {kind}")
     if flags or reserved:
-        raise _corrupt(address, path, "reserved header bits are set")
+        raise corrupt(address, path, "reserved header bits are set")
     if length > MAX_PAYLOAD:
-        raise _corrupt(
+        raise corrupt(
             address, path, f"declared size {length:,} exceeds the limit"
         )
 
     body = memoryview(stored)[HEADER_SIZE:]
     if encoding == ENCODING_ZSTD:
-        try:
-            declared = _frame_size(body)
-        except zstandard.ZstdError as exc:
-            reason = f"bad zstd frame header ({exc})"
-            raise _corrupt(address, path, reason) from exc
-        if declared != length:
-            reason = "zstd frame size differs from the header"
-            raise _corrupt(address, path, reason)
-        try:
-            # Bytes after the frame would give one object many stored
-            # forms.
-            payload = _codecs.decompressor.decompress(
-                body, max_output_size=length, allow_extra_data=False
-            )
-        except zstandard.ZstdError as exc:
-            reason = f"zstd frame does not decode ({exc})"
-            raise _corrupt(address, path, reason) from exc
+        payload = decompress_frame(body, address, path, expected=length)
     elif encoding == ENCODING_IDENTITY:
         payload = bytes(body)
     else:
-        raise _corrupt(address, path, f"unsupported encoding {encoding}")
+        raise corrupt(address, path, f"unsupported encoding {encoding}")
     if len(payload) != length:
-        raise _corrupt(address, path, "payload length differs from its header")
+        raise corrupt(address, path, "payload length differs from its header")
 
     hasher = blake3.blake3(b"%s %d\x00" % (TYPE_NAMES[kind], length))
     hasher.update(payload)
     actual = hasher.digest()
     if actual != address:
-        error = _corrupt(address, path, "content does not match its address")
+        error = corrupt(address, path, "content does not match its address")
         error.expected = address.hex()
         error.actual = actual.hex()
         raise error
     return kind, payload
 
 
-def _corrupt(
+def corrupt(
     address: bytes, path: str | None, reason: str
 ) -> CorruptObjectError:
+    """The error for the damaged object at `address` (in file `path`)."""
     name = address.hex()
     return CorruptObjectError(
         f"object {name} is corrupt: {reason}", path=path, address=name
     )
 
 
-def decompress_frame(frame: bytes | memoryview, corrupt: Any) -> bytes:
-    """Decompress one zstd frame whose declared content size is at most
-    `MAX_PAYLOAD`; `corrupt(reason)` builds the error to raise.
+def decompress_frame(
+    frame: bytes | memoryview,
+    address: bytes,
+    path: str | None,
+    expected: int | None = None,
+) -> bytes:
+    """Decompress the one zstd frame of the object at `address`.
 
-    For sealed objects, whose header holds the sealed length rather
-    than the payload's: the bound comes from the frame itself, checked
-    before anything is allocated.
+    The frame must declare its content size: `expected` when the
+    caller knows it (a plain object's header), else at most
+    `MAX_PAYLOAD` (a sealed object, whose header holds the sealed
+    length).  So the bound is checked before anything is allocated.
+    Bytes after the frame are refused: they would give one object many
+    stored forms.  Raises `CorruptObjectError` naming what is wrong.
     """
     try:
-        declared = zstandard.frame_content_size(frame)
+        declared = _frame_size(frame)
     except zstandard.ZstdError as exc:
-        raise corrupt(f"bad zstd frame header ({exc})") from exc
-    if not 0 <= declared <= MAX_PAYLOAD:
-        raise corrupt(f"zstd frame declares {declared:,} bytes")
+        reason = f"bad zstd frame header ({exc})"
+        raise corrupt(address, path, reason) from exc
+    if expected is not None:
+        if declared != expected:
+            reason = "zstd frame size differs from the header"
+            raise corrupt(address, path, reason)
+    elif not 0 <= declared <= MAX_PAYLOAD:
+        reason = f"zstd frame declares {declared:,} bytes"
+        raise corrupt(address, path, reason)
     try:
-        # As for encoding 1: bytes after the frame are refused.
-        payload = _codecs.decompressor.decompress(
+        payload: bytes = _codecs.decompressor.decompress(
             frame, max_output_size=declared, allow_extra_data=False
         )
     except zstandard.ZstdError as exc:
-        raise corrupt(f"zstd frame does not decode ({exc})") from exc
-    if len(payload) != declared:
-        raise corrupt("zstd frame is shorter than it declares")
+        reason = f"zstd frame does not decode ({exc})"
+        raise corrupt(address, path, reason) from exc
+    if expected is None and len(payload) != declared:
+        reason = "zstd frame is shorter than it declares"
+        raise corrupt(address, path, reason)
     return payload
 
 

@@ -215,9 +215,7 @@ class SealedCodec:
             if len(payload) != declared:
                 raise ValueError(declared)
         except (zstandard.ZstdError, ValueError):
-            payload = objects.decompress_frame(
-                frame, lambda reason: _corrupt(address, path, reason)
-            )
+            payload = objects.decompress_frame(frame, address, path)
 
         # The keyed address is recomputed on every read, in every mode:
         # hashes and tags are checked always; only signatures depend on
@@ -228,7 +226,7 @@ class SealedCodec:
         hasher.update(payload)
         actual = hasher.digest()
         if actual != address:
-            error = _corrupt(
+            error = objects.corrupt(
                 address, path, "content does not match its address"
             )
             error.expected = address.hex()
@@ -269,22 +267,12 @@ _SIGNER = crypto.SIGNER_ID_SIZE
 _MIN_BODY = (crypto.SEAL_OVERHEAD, crypto.SEAL_OVERHEAD + _TRAILER)
 
 
-def _corrupt(
-    address: bytes, path: str | None, reason: str
-) -> CorruptObjectError:
-    return CorruptObjectError(
-        f"object {address.hex()} is corrupt: {reason}",
-        path=path,
-        address=address.hex(),
-    )
-
-
 def _bad_header(
     stored: bytes, address: bytes, path: str | None
 ) -> CorruptObjectError:
     """Name the first header check a sealed object fails."""
     if len(stored) < _HEADER_SIZE:
-        return _corrupt(address, path, "shorter than its header")
+        return objects.corrupt(address, path, "shorter than its header")
     magic, kind, encoding, flags, reserved, length = _unpack(stored)
     if magic != _MAGIC:
         reason = "bad magic"
@@ -300,7 +288,7 @@ def _bad_header(
         reason = "body length differs from its header"
     else:
         reason = f"sealed body of {length:,} bytes"
-    return _corrupt(address, path, reason)
+    return objects.corrupt(address, path, reason)
 
 
 def _outside_depth() -> int:
