@@ -619,6 +619,13 @@ class State:
         # so the check costs nothing per collection the store holds.
         live: dict[str, bool] = {}
         dropped: dict[str, bool] = {}
+
+        def is_live(name: str) -> bool:
+            return live.get(name, name in self.collections)
+
+        def is_dropped(name: str) -> bool:
+            return dropped.get(name, name in self.dropped)
+
         # A frame never moves refs of a collection it dropped or
         # restored: the writer puts such operations in frames of their
         # own, which keeps this check simple and exact.
@@ -626,9 +633,7 @@ class State:
         pending: dict[tuple[str, str], Head] = {}
         for step in steps:
             if isinstance(step, IndexOp):
-                if not live.get(
-                    step.collection, step.collection in self.collections
-                ):
+                if not is_live(step.collection):
                     raise ValueError(
                         f"index change in unknown collection {step.collection}"
                     )
@@ -636,29 +641,25 @@ class State:
             if not isinstance(step, Move):
                 operation, name = step
                 if operation == OP_CREATE:
-                    if not live.get(name, name in self.collections):
+                    if not is_live(name):
                         live[name] = True
-                        if dropped.get(name, name in self.dropped):
+                        if is_dropped(name):
                             settled.add(name)
                 elif operation == OP_DROP:
-                    if not live.get(name, name in self.collections):
+                    if not is_live(name):
                         raise ValueError(f"drop of unknown collection {name}")
                     live[name] = False
                     dropped[name] = True
                     settled.add(name)
                 else:
-                    if live.get(
-                        name, name in self.collections
-                    ) or not dropped.get(name, name in self.dropped):
+                    if is_live(name) or not is_dropped(name):
                         raise ValueError(f"cannot restore collection {name}")
                     live[name] = True
                     dropped[name] = False
                     settled.add(name)
                 continue
             move = step
-            if not live.get(
-                move.collection, move.collection in self.collections
-            ):
+            if not is_live(move.collection):
                 raise ValueError(
                     f"move in unknown collection {move.collection!r}"
                 )
