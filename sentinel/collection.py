@@ -116,22 +116,24 @@ def write_version(
     if not planner.has_collection(collection):
         raise NotFoundError(f"collection {collection!r} does not exist")
     head = planner.head(collection, doc_id)
-    if expected is not None and (head is None or head.address != expected):
+    parent = head[refs.HEAD_ADDRESS] if head is not None else None
+    if expected is not None and parent != expected:
         raise ConflictError(
             f"{collection}/{doc_id} is at "
-            f"{head.address.hex() if head else 'no version'}, not "
+            f"{parent.hex() if parent else 'no version'}, not "
             f"{expected.hex()}"
         )
     stamp, micros = planner.time, planner.micros
     if head is None:
-        version, parent, born = 1, None, stamp
+        version, born = 1, stamp
     else:
-        previous = current or read_version(planner, head.address)
-        version, parent = head.version + 1, head.address
+        parent, number, _, head_time = head
+        previous = current or read_version(planner, parent)
+        version = number + 1
         # Keep time moving forward along a document's history, even if
         # the wall clock steps back.
         if previous.updated_at > stamp:
-            stamp, micros = previous.updated_at, head.time
+            stamp, micros = previous.updated_at, head_time
         born = stamp if previous.deleted else previous.created_at
     payload = objects.version_payload(
         collection,
@@ -163,7 +165,7 @@ def write_version(
 
 def live_head(planner: Planner, collection: str, doc_id: str) -> refs.Head:
     head = planner.head(collection, doc_id)
-    if head is None or head.deleted:
+    if head is None or head[refs.HEAD_DELETED]:
         raise NotFoundError(f"{collection}/{doc_id} does not exist")
     return head
 
@@ -178,7 +180,7 @@ def update_version(
     if not planner.has_collection(collection):
         raise NotFoundError(f"collection {collection!r} does not exist")
     head = live_head(planner, collection, doc_id)
-    current = read_version(planner, head.address)
+    current = read_version(planner, head[refs.HEAD_ADDRESS])
     merged = merge.merge(current.data, patch)
     return write_version(
         planner,
@@ -198,7 +200,7 @@ def upsert_version(
     expected: bytes | None,
 ) -> bool:
     head = planner.head(collection, doc_id)
-    if head is None or head.deleted:
+    if head is None or head[refs.HEAD_DELETED]:
         body = codec.canonical_document(patch)
         write_version(planner, collection, doc_id, body, expected=expected)
         return True
@@ -219,7 +221,7 @@ def delete_version(
     if not planner.has_collection(collection):
         raise NotFoundError(f"collection {collection!r} does not exist")
     head = planner.head(collection, doc_id)
-    if head is None or head.deleted:
+    if head is None or head[refs.HEAD_DELETED]:
         if expected is not None:
             raise ConflictError(f"{collection}/{doc_id} does not exist")
         return False
@@ -237,9 +239,9 @@ def restore_version(
     head = planner.head(collection, doc_id)
     if head is None:
         raise NotFoundError(f"{collection}/{doc_id} never existed")
-    if not head.deleted:
+    if not head[refs.HEAD_DELETED]:
         raise ConflictError(f"{collection}/{doc_id} is not deleted")
-    address = read_version(planner, head.address).parent
+    address = read_version(planner, head[refs.HEAD_ADDRESS]).parent
     while address is not None:
         older = read_version(planner, bytes.fromhex(address))
         if not older.deleted:
@@ -384,11 +386,11 @@ class Collection:
         def plan(planner: Planner) -> Document:
             refs_of = planner.refs_of(name)
             target = refs_of.version(doc_id, number) if refs_of else None
-            if target is None or target.deleted:
+            if target is None or target[refs.HEAD_DELETED]:
                 raise NotFoundError(
                     f"{name}/{doc_id} has no live version {number}"
                 )
-            old = read_version(planner, target.address)
+            old = read_version(planner, target[refs.HEAD_ADDRESS])
             return write_version(
                 planner, name, doc_id, codec.canonical_document(old.data)
             )
@@ -461,7 +463,7 @@ class Collection:
             head = refs_of.heads.get(doc_id)
         else:
             head = refs_of.version(doc_id, number)
-        if head is None or head.deleted:
+        if head is None or head[refs.HEAD_DELETED]:
             return None
         return self._load(doc_id, head, options)
 
@@ -481,7 +483,7 @@ class Collection:
         options = self._store._verification_for(verification)
         self._engine.refresh()
         head = self._refs().at_time(doc_id, moment)
-        if head is None or head.deleted:
+        if head is None or head[refs.HEAD_DELETED]:
             return None
         return self._load(doc_id, head, options)
 
@@ -515,7 +517,7 @@ class Collection:
             return []
         found = []
         child: Document | None = None
-        for number in range(head.version, 0, -1):
+        for number in range(head[refs.HEAD_VERSION], 0, -1):
             entry = refs_of.version(doc_id, number)
             if entry is None:
                 break
@@ -603,7 +605,11 @@ class Collection:
                     window.append((key, heads[key]))
                     if len(window) >= _ID_WINDOW:
                         break
-            live = [(key, head) for key, head in window if not head.deleted]
+            live = [
+                (key, head)
+                for key, head in window
+                if not head[refs.HEAD_DELETED]
+            ]
             if live:
                 yield live
             if len(window) < _ID_WINDOW:
@@ -631,7 +637,7 @@ class Collection:
         opened_document = self._opened_document
         for window in self._windows():
             found = engine.read_many(
-                [head.address for _, head in window], options
+                [head[refs.HEAD_ADDRESS] for _, head in window], options
             )
             for (doc_id, head), result in zip(window, found, strict=True):
                 if isinstance(result, Exception):
@@ -670,7 +676,7 @@ class Collection:
         `verification` (resolved; None: the store's default) applies to
         the signature."""
         options = verification or self._store.verification
-        opened = self._engine.read_object(head.address, options)
+        opened = self._engine.read_object(head[refs.HEAD_ADDRESS], options)
         return self._opened_document(doc_id, head, opened)
 
     def _opened_document(
@@ -680,18 +686,19 @@ class Collection:
         version the ref names (same collection, id, version number and
         tombstone flag), since a valid object under another ref is
         damage."""
-        address = head.address.hex()
+        stored_at, number, deleted, _ = head
+        address = stored_at.hex()
         version = _version_in(opened, address)
         if (
             version.collection != self._name
             or version.id != doc_id
-            or version.version != head.version
-            or version.deleted != head.deleted
+            or version.version != number
+            or version.deleted != deleted
         ):
             raise CorruptObjectError(
                 f"object {address} is version {version.version} of "
                 f"{version.collection}/{version.id}, but the ref of "
-                f"{self._name}/{doc_id} names it as version {head.version}",
+                f"{self._name}/{doc_id} names it as version {number}",
                 address=address,
             )
         return Document(
@@ -896,7 +903,7 @@ class Collection:
         store's default) applies to the signatures."""
         options = verification or self._store.verification
         found = self._engine.read_many(
-            [head.address for _, head in heads], options
+            [head[refs.HEAD_ADDRESS] for _, head in heads], options
         )
         docs: list[Document | Exception] = []
         for (doc_id, head), result in zip(heads, found, strict=True):

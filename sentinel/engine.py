@@ -281,7 +281,7 @@ class Planner:
     ) -> None:
         """Make `new` the head of `doc_id` in `collection`, moving it
         from `current`, which the caller read with `head`."""
-        old = current.address if current else None
+        old = current[refs.HEAD_ADDRESS] if current else None
         self._add(
             journal.RECORD_REF,
             refs.encode_move(
@@ -298,9 +298,7 @@ class Planner:
         self.steps.append(
             refs.Move(collection, doc_id, new, old, version, micros, deleted)
         )
-        self.heads[(collection, doc_id)] = refs.Head(
-            new, version, deleted, micros
-        )
+        self.heads[(collection, doc_id)] = (new, version, deleted, micros)
 
 
 class _Overlay:

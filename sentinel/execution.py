@@ -125,7 +125,7 @@ class LiveView:
                 yield [
                     (doc_id, head)
                     for doc_id, head in window
-                    if head is not None and not head.deleted
+                    if head is not None and not head[refs.HEAD_DELETED]
                 ]
 
 
@@ -158,7 +158,7 @@ class HistoryView:
             yield [
                 (doc_id, head)
                 for doc_id, head in window
-                if head is not None and not head.deleted
+                if head is not None and not head[refs.HEAD_DELETED]
             ]
 
 

@@ -366,7 +366,9 @@ class IndexSet:
                     if len(window) >= _WINDOW:
                         break
             live = [
-                (doc_id, head) for doc_id, head in window if not head.deleted
+                (doc_id, head)
+                for doc_id, head in window
+                if not head[refs.HEAD_DELETED]
             ]
             for (doc_id, head), doc in zip(
                 live, self._load_many(live), strict=True
@@ -415,7 +417,7 @@ class IndexSet:
         """Remove dead ids, and re-read changed ones a window at a time."""
         wanted: list[tuple[str, refs.Head]] = []
         for doc_id, head in changed:
-            if head is None or head.deleted:
+            if head is None or head[refs.HEAD_DELETED]:
                 self.heads.pop(doc_id, None)
                 for index in self.indexes.values():
                     index.remove(doc_id)

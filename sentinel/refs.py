@@ -61,7 +61,7 @@ import struct
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from sortedcontainers import SortedDict
 
@@ -85,21 +85,22 @@ OP_DROP_INDEX = 5
 MAX_INDEX_PATH = 1024
 
 
-class Head(NamedTuple):
-    """The head of one document id."""
-
-    address: bytes
-    version: int
-    deleted: bool
-    time: int
-
-
 # Where an object's stored bytes live: (pack, offset, length).  A plain
 # tuple on purpose: CPython's cyclic collector stops tracking an exact
 # tuple of ints, but tracks every NamedTuple instance for its lifetime,
 # so a NamedTuple here would make each full collection of the host
 # program walk one more object per stored object.
 Location = tuple[int, int, int]
+
+# The head of one document id: (address, version, deleted, time), with
+# `time` in microseconds since the epoch.  A plain tuple for the reason
+# `Location` is one: the state holds one per id.  Code unpacks it, or
+# reads one field with the indexes below.
+Head = tuple[bytes, int, bool, int]
+HEAD_ADDRESS: Final = 0
+HEAD_VERSION: Final = 1
+HEAD_DELETED: Final = 2
+HEAD_TIME: Final = 3
 
 
 class Past:
@@ -113,9 +114,10 @@ class Past:
         self.flags = bytearray()
 
     def push(self, head: Head) -> None:
-        self.addresses += head.address
-        self.times.append(head.time)
-        self.flags.append(FLAG_TOMBSTONE * head.deleted)
+        address, _, deleted, time = head
+        self.addresses += address
+        self.times.append(time)
+        self.flags.append(FLAG_TOMBSTONE * deleted)
 
     def __len__(self) -> int:
         return len(self.flags)
@@ -123,7 +125,7 @@ class Past:
     def head(self, index: int) -> Head:
         """Version ``index + 1`` as a `Head`."""
         start = index * 32
-        return Head(
+        return (
             bytes(self.addresses[start : start + 32]),
             index + 1,
             bool(self.flags[index] & FLAG_TOMBSTONE),
@@ -159,8 +161,8 @@ class CollectionRefs:
     def set(self, doc_id: str, head: Head) -> None:
         previous: Head | None = self.heads.get(doc_id)
         self.heads[doc_id] = head
-        self.live += (not head.deleted) - (
-            previous is not None and not previous.deleted
+        self.live += (not head[HEAD_DELETED]) - (
+            previous is not None and not previous[HEAD_DELETED]
         )
         if previous is not None:
             past = self.past.get(doc_id)
@@ -173,9 +175,9 @@ class CollectionRefs:
     def version(self, doc_id: str, number: int) -> Head | None:
         """Version `number` of `doc_id`, or None."""
         head: Head | None = self.heads.get(doc_id)
-        if head is None or not 1 <= number <= head.version:
+        if head is None or not 1 <= number <= head[HEAD_VERSION]:
             return None
-        if number == head.version:
+        if number == head[HEAD_VERSION]:
             return head
         return self.past[doc_id].head(number - 1)
 
@@ -185,7 +187,7 @@ class CollectionRefs:
         head: Head | None = self.heads.get(doc_id)
         if head is None:
             return None
-        if time >= head.time:
+        if time >= head[HEAD_TIME]:
             return head
         past = self.past.get(doc_id)
         if past is None:
@@ -579,7 +581,7 @@ class State:
             if isinstance(step, Move):
                 self.collections[step.collection].set(
                     step.id,
-                    Head(step.new, step.version, step.deleted, step.time),
+                    (step.new, step.version, step.deleted, step.time),
                 )
             elif isinstance(step, IndexOp):
                 self._index_op(step)
@@ -675,12 +677,12 @@ class State:
             else:
                 refs = self.collections.get(move.collection)
                 current = refs.heads.get(move.id) if refs else None
-            if move.old != (current.address if current else None):
+            if move.old != (current[HEAD_ADDRESS] if current else None):
                 raise ValueError(
                     f"move of {move.collection}/{move.id} does not start "
                     "from the current head"
                 )
-            if move.version != (current.version + 1 if current else 1):
+            if move.version != (current[HEAD_VERSION] + 1 if current else 1):
                 raise ValueError(
                     f"move of {move.collection}/{move.id} skips a version"
                 )
@@ -689,6 +691,4 @@ class State:
                     f"move of {move.collection}/{move.id} names an object "
                     "the journal does not hold"
                 )
-            pending[key] = Head(
-                move.new, move.version, move.deleted, move.time
-            )
+            pending[key] = (move.new, move.version, move.deleted, move.time)

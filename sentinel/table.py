@@ -86,9 +86,8 @@ def _encode_collection(
     for doc_id, head in refs_of.heads.items():
         ident = doc_id.encode()
         parts.append(bytes((len(ident),)) + ident)
-        parts.append(
-            _HEAD.pack(head.address, head.version, head.time, head.deleted)
-        )
+        address, version, deleted, time = head
+        parts.append(_HEAD.pack(address, version, time, deleted))
         past = refs_of.past.get(doc_id)
         count = len(past) if past is not None else 0
         parts.append(_COUNT32.pack(count))
@@ -190,7 +189,6 @@ class _Reader:
         unpack_head = _HEAD.unpack_from
         unpack_count = _COUNT32.unpack_from
         head_size = _HEAD.size
-        make_head = refs.Head
         max_time = refs.MAX_TIME
         tombstone = refs.FLAG_TOMBSTONE
         for _ in range(count):
@@ -203,7 +201,7 @@ class _Reader:
             if time >= max_time:
                 raise ValueError(f"{name}/{doc_id} has a time out of range")
             deleted = bool(flags & tombstone)
-            heads[doc_id] = make_head(address, version, deleted, time)
+            heads[doc_id] = (address, version, deleted, time)
             live += not deleted
             if older != version - 1:
                 raise ValueError(f"{name}/{doc_id} has a gap in its past")

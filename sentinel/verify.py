@@ -315,9 +315,10 @@ def _check_head(
     head: refs.Head,
     report: VerifyReport,
 ) -> None:
-    name = head.address.hex()
+    address, number, deleted, time = head
+    name = address.hex()
     where = f"{collection}/{doc_id}"
-    location = engine.state.objects.get(head.address)
+    location = engine.state.objects.get(address)
     if location is None:
         report.problems.append(
             Problem(
@@ -331,7 +332,7 @@ def _check_head(
     pack, _, _ = location
     path = engine.journal.path(pack)
     try:
-        kind, payload, _ = engine.read_object(head.address)
+        kind, payload, _ = engine.read_object(address)
         version = objects.parse_version(payload, name)
     except CorruptionError as exc:
         report.problems.append(
@@ -342,9 +343,9 @@ def _check_head(
         kind != objects.TYPE_VERSION
         or version.collection != collection
         or version.id != doc_id
-        or version.version != head.version
-        or version.deleted != head.deleted
-        or log.from_micros(head.time) != version.updated_at
+        or version.version != number
+        or version.deleted != deleted
+        or log.from_micros(time) != version.updated_at
     ):
         report.problems.append(
             Problem(

@@ -722,7 +722,7 @@ def test_damaged_document_fails_indexed_queries_loudly(
         coll.create_index("k")
         engine = first._engine
         number, offset, length = engine.state.objects[
-            coll._refs().heads["d2"].address
+            coll._refs().heads["d2"][refs.HEAD_ADDRESS]
         ]
         pack = engine.journal.path(number)
     with open(pack, "r+b") as handle:

@@ -968,8 +968,15 @@ MODULES: dict[str, ModuleType] = {
     "refs": refs,
     "table": table,
 }
-# Public constants that are not part of the format.
-NOT_FORMAT = {("fs", "O_CLOEXEC")}
+# Public constants that are not part of the format: a flag for open(2),
+# and the field indexes of the in-memory head tuple.
+NOT_FORMAT = {
+    ("fs", "O_CLOEXEC"),
+    ("refs", "HEAD_ADDRESS"),
+    ("refs", "HEAD_VERSION"),
+    ("refs", "HEAD_DELETED"),
+    ("refs", "HEAD_TIME"),
+}
 # Stated in the README in words rather than in the constants table.
 IN_WORDS = {("refs", "NO_ADDRESS"): "32 zero bytes"}
 

@@ -272,10 +272,10 @@ def build(frames: Frames | None = None) -> dict[str, Any]:
         "position": list(state.position),
         "heads": {
             f"{name}/{doc_id}": {
-                "address": head.address.hex(),
-                "version": head.version,
-                "deleted": head.deleted,
-                "time": head.time,
+                "address": head[refs.HEAD_ADDRESS].hex(),
+                "version": head[refs.HEAD_VERSION],
+                "deleted": head[refs.HEAD_DELETED],
+                "time": head[refs.HEAD_TIME],
             }
             for name, refs_of in sorted(state.collections.items())
             for doc_id, head in refs_of.heads.items()

@@ -271,22 +271,22 @@ def replay(packs: list[bytes]) -> refs.State:
 
 def describe_refs(refs_of: refs.CollectionRefs) -> dict[str, Any]:
     out = []
-    for doc_id, head in refs_of.heads.items():
+    for doc_id, (address, version, deleted, time) in refs_of.heads.items():
         past = refs_of.past.get(doc_id)
         out.append(
             {
                 "id": doc_id,
-                "address": head.address.hex(),
-                "version": head.version,
-                "time": head.time,
-                "deleted": head.deleted,
+                "address": address.hex(),
+                "version": version,
+                "time": time,
+                "deleted": deleted,
                 "past": [
                     {
-                        "address": older.address.hex(),
-                        "time": older.time,
-                        "deleted": older.deleted,
+                        "address": older_address.hex(),
+                        "time": older_time,
+                        "deleted": older_deleted,
                     }
-                    for older in (
+                    for older_address, _, older_deleted, older_time in (
                         past.head(index)
                         for index in range(len(past) if past else 0)
                     )

@@ -52,7 +52,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from _workload import make_doc  # noqa: E402
 
 import sentinel  # noqa: E402
-from sentinel import codec, fs, names, objects  # noqa: E402
+from sentinel import codec, fs, names, objects, refs  # noqa: E402
 from sentinel.document import Document  # noqa: E402
 
 INSERTS_PER_ROUND = 200
@@ -184,9 +184,10 @@ class Profile:
         heads = users._refs().heads
         ids = [(doc_id,) for doc_id in self.sample]
         chosen = [heads[doc_id] for doc_id in self.sample]
-        places = [engine.state.objects[head.address] for head in chosen]
+        address = refs.HEAD_ADDRESS
+        places = [engine.state.objects[head[address]] for head in chosen]
         stored = [
-            (engine.journal.read(*place), head.address)
+            (engine.journal.read(*place), head[address])
             for place, head in zip(places, chosen, strict=True)
         ]
         opened = [engine.codec.decode(*arguments) for arguments in stored]
@@ -242,7 +243,7 @@ class Profile:
 
         def flat() -> None:
             for doc_id, head in heads.items():
-                address = head.address
+                address = head[refs.HEAD_ADDRESS]
                 _, offset, length = places[address]
                 kind, payload = objects.decode(
                     pack[offset : offset + length], address
