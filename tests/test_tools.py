@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -153,6 +154,66 @@ def test_profile_paths_times_every_step(tmp_path: pathlib.Path) -> None:
     # Every step was measured (no timing is compared: these machines
     # drift too much for that), and the temporary stores are gone.
     assert all(value > 0 for value in steps.values())
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bench_lifecycle_reports_the_bound_on_bulk_inserts(
+    tmp_path: pathlib.Path,
+) -> None:
+    done = run(
+        "bench_lifecycle.py",
+        "--docs",
+        "200",
+        "--versions",
+        "20",
+        "--dir",
+        str(tmp_path),
+    )
+    assert done.returncode == 0, done.stderr
+    found = re.search(
+        r"least work of a write .*: ([\d.]+) us a document; a single "
+        r"durable insert costs (\d+) us, ([\d.]+)x that",
+        done.stdout,
+    )
+    assert found, done.stdout
+    least, single, bound = map(float, found.groups())
+    assert least > 0 and single > 0
+    assert bound == pytest.approx(single / least, rel=0.2)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bench_crypto_reports_the_bound_on_each_ratio(
+    tmp_path: pathlib.Path,
+) -> None:
+    done = run(
+        "bench_crypto.py",
+        "--docs",
+        "100",
+        "--rounds",
+        "1",
+        "--dir",
+        str(tmp_path),
+    )
+    # Exit status 1 says a target was missed, which timing decides;
+    # no test compares timings.
+    assert done.returncode in (0, 1), done.stderr
+    assert "\ntargets: " in done.stdout
+    bounds = re.findall(
+        r"^  (\w+) +plain +([\d.]+) us \+ (.+?) +([\d.]+) us: at most "
+        r"([\d.]+)x",
+        done.stdout,
+        re.MULTILINE,
+    )
+    assert [(name, step) for name, _, step, _, _ in bounds] == [
+        ("insert", "Ed25519 signature"),
+        ("get", "AES-256-GCM-SIV open"),
+        ("scan", "AES-256-GCM-SIV open"),
+    ]
+    for _, plain, _, extra, ratio in bounds:
+        assert float(plain) > 0 and float(extra) > 0
+        assert float(ratio) == pytest.approx(
+            float(plain) / (float(plain) + float(extra)), abs=0.02
+        )
     assert list(tmp_path.iterdir()) == []
 
 

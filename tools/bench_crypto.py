@@ -10,7 +10,10 @@ turn, because disk latency here drifts within minutes):
   signature checks (for information: no target);
 - scans (`all()` over the collection) in documents/s, target >= 0.8x;
 - open time of an existing store, including the Argon2id run with the
-  production parameters (`crypto.DEFAULT_PARAMS`), and creation time.
+  production parameters (`crypto.DEFAULT_PARAMS`), and creation time;
+- the bound on each ratio: the plain operation's time plus the one
+  step encryption adds to it that nothing removes (the signature of an
+  insert, the AEAD open of a read), timed alone.
 
 Exits with status 1 if a target is missed.
 """
@@ -32,11 +35,12 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from _workload import make_doc  # noqa: E402
 
 import sentinel  # noqa: E402
-from sentinel import crypto, signing  # noqa: E402
+from sentinel import codec, crypto, objects, signing  # noqa: E402
 
 PASSPHRASE = "benchmark passphrase"
 STEP = 20
 TARGETS = {"insert": 0.9, "get": 0.8, "scan": 0.8}
+MOMENT = "2026-01-01T00:00:00.000000+00:00"
 
 
 class Rates:
@@ -193,6 +197,13 @@ def run(folder: str, docs: int, rounds: int) -> list[str]:
         f"{create_sealed * 1000:.1f} ms"
     )
 
+    costs = {
+        "insert": 1 / inserts.rates["plain"],
+        "get": 1 / gets.rates["plain"],
+        "scan": 1 / scans.rates["plain"],
+    }
+    print_bounds(costs, docs)
+
     missed = [
         f"{name} {ratios[name]:.2f}x < {target}x"
         for name, target in TARGETS.items()
@@ -200,6 +211,66 @@ def run(folder: str, docs: int, rounds: int) -> list[str]:
     ]
     print("\ntargets: " + ("all met" if not missed else "; ".join(missed)))
     return missed
+
+
+def print_bounds(plain: dict[str, float], docs: int) -> None:
+    """Time alone the one step of each encrypted operation that a plain
+    store does not do and that nothing can remove: the Ed25519
+    signature every version carries, and the AEAD open every read
+    makes.  With every other step free, an encrypted operation costs
+    the plain one plus that step, which bounds its ratio."""
+    keys = crypto.Keys.from_secrets(os.urandom(32), os.urandom(32))
+    samples = []
+    for n in range(min(docs, 200)):
+        payload = objects.version_payload(
+            "users",
+            f"user-{n}",
+            1,
+            None,
+            MOMENT,
+            MOMENT,
+            False,
+            codec.canonical_document(make_doc(n)),
+        )
+        message = objects.typed_content(objects.TYPE_VERSION, payload)
+        box = crypto.seal(
+            keys.sealing_key,
+            objects.compress(payload) + bytes(crypto.TRAILER_SIZE),
+            bytes(objects.HEADER_SIZE + objects.ADDRESS_SIZE),
+        )
+        samples.append((message, box))
+    associated = bytes(objects.HEADER_SIZE + objects.ADDRESS_SIZE)
+    sign = best_per_item(
+        lambda: [signing.sign(keys, message) for message, _ in samples],
+        len(samples),
+    )
+    unseal = best_per_item(
+        lambda: [
+            crypto.open(keys.sealing_key, box, associated)
+            for _, box in samples
+        ],
+        len(samples),
+    )
+    print(
+        "\nbounds: the plain operation plus the one step encryption adds "
+        "that nothing removes,\nwith every other step free"
+    )
+    for name, step, extra in (
+        ("insert", "Ed25519 signature", sign),
+        ("get", "AES-256-GCM-SIV open", unseal),
+        ("scan", "AES-256-GCM-SIV open", unseal),
+    ):
+        cost = plain[name]
+        print(
+            f"  {name:7} plain {cost * 1e6:6.1f} us + {step} "
+            f"{extra * 1e6:4.1f} us: at most {cost / (cost + extra):.2f}x "
+            f"(target {TARGETS[name]}x)"
+        )
+
+
+def best_per_item(job: Callable[[], object], count: int) -> float:
+    """Seconds per item of `job`, the best of five runs."""
+    return min(timed(job) for _ in range(5)) / count
 
 
 def report(label: str, target: str, found: Rates) -> float:
