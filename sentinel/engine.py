@@ -617,7 +617,7 @@ class Engine:
                 f"object {address.hex()} is not in the store",
                 address=address.hex(),
             )
-        pack, offset, length = location
+        pack, offset, length = refs.place(location)
         path = self.journal.path(pack)
         stored = self.journal.read(pack, offset, length)
         if len(stored) != length:
@@ -653,7 +653,7 @@ class Engine:
         decode = self.codec.decode
         locate = self.state.objects.get
         places = sorted(
-            (location, index)
+            (refs.place(location), index)
             for index, address in enumerate(addresses)
             if (location := locate(address)) is not None
         )
@@ -793,7 +793,7 @@ class Engine:
             end = body + planner.size + journal.FRAME_TRAILER.size
             self.state.apply_written(
                 [
-                    (address, (pack, body + offset, length))
+                    (address, refs.location(pack, body + offset, length))
                     for address, offset, length in planner.objects
                 ],
                 planner.steps,

@@ -59,7 +59,7 @@ from __future__ import annotations
 import bisect
 import struct
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Final, NamedTuple
 
@@ -85,17 +85,57 @@ OP_DROP_INDEX = 5
 MAX_INDEX_PATH = 1024
 
 
-# Where an object's stored bytes live: (pack, offset, length).  A plain
-# tuple on purpose: CPython's cyclic collector stops tracking an exact
-# tuple of ints, but tracks every NamedTuple instance for its lifetime,
-# so a NamedTuple here would make each full collection of the host
-# program walk one more object per stored object.
-Location = tuple[int, int, int]
+# Where an object's stored bytes live: its pack number, the offset of
+# the bytes in the pack and their length, packed into one int
+# (``pack << 72 | offset << 32 | length``) by `location`; `place`
+# unpacks it.  The state holds one per stored object, and one int of
+# about 40 bytes replaces a tuple of three that held about 120.
+Location = int
+_OFFSET_BITS = 40
+_LENGTH_BITS = 32
+_PACK_SHIFT = _OFFSET_BITS + _LENGTH_BITS
+_OFFSET_MASK = (1 << _OFFSET_BITS) - 1
+_LENGTH_MASK = (1 << _LENGTH_BITS) - 1
+
+
+def location(pack: int, offset: int, length: int) -> Location:
+    """Pack a place into a `Location`; `ValueError` for an offset or a
+    length it cannot hold (only a damaged ref table declares one)."""
+    if not (0 <= offset <= _OFFSET_MASK and 0 <= length <= _LENGTH_MASK):
+        raise ValueError(f"no object lies at offset {offset:,}")
+    return pack << _PACK_SHIFT | offset << _LENGTH_BITS | length
+
+
+def locations(
+    rows: Iterable[tuple[bytes, int, int, int]],
+) -> dict[bytes, Location]:
+    """`location` of each (address, pack, offset, length) row, by
+    address.  The ref table's decoder calls it for every stored object
+    of the store, so the check and the packing are written out here
+    rather than called."""
+    found: dict[bytes, Location] = {}
+    for address, pack, offset, length in rows:
+        if not (0 <= offset <= _OFFSET_MASK and 0 <= length <= _LENGTH_MASK):
+            raise ValueError(f"no object lies at offset {offset:,}")
+        found[address] = pack << _PACK_SHIFT | offset << _LENGTH_BITS | length
+    return found
+
+
+def place(found: Location) -> tuple[int, int, int]:
+    """The (pack, offset, length) a `Location` packs."""
+    return (
+        found >> _PACK_SHIFT,
+        found >> _LENGTH_BITS & _OFFSET_MASK,
+        found & _LENGTH_MASK,
+    )
+
 
 # The head of one document id: (address, version, deleted, time), with
-# `time` in microseconds since the epoch.  A plain tuple for the reason
-# `Location` is one: the state holds one per id.  Code unpacks it, or
-# reads one field with the indexes below.
+# `time` in microseconds since the epoch.  A plain tuple, not a
+# NamedTuple: CPython's cyclic collector stops tracking an exact tuple
+# of atoms, but tracks a NamedTuple instance for its whole life, and the
+# state holds one head per id.  Code unpacks it, or reads one field
+# with the indexes below.
 Head = tuple[bytes, int, bool, int]
 HEAD_ADDRESS: Final = 0
 HEAD_VERSION: Final = 1
@@ -547,7 +587,7 @@ class State:
                 objects.append(
                     (
                         item.content[:32],
-                        (
+                        location(
                             frame.pack,
                             item.offset + 32,
                             len(item.content) - 32,

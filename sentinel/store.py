@@ -34,6 +34,7 @@ from sentinel import (
     log,
     names,
     objects,
+    refs,
     sealed,
 )
 from sentinel.batch import StoreBatch
@@ -358,7 +359,7 @@ class Store:
         kind, payload, signature = engine.read_object(
             address, self._verification
         )
-        pack, offset, length = engine.state.objects[address]
+        pack, offset, length = refs.place(engine.state.objects[address])
         header = engine.journal.read(pack, offset, objects.HEADER_SIZE)
         return {
             "hash": hash,

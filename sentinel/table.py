@@ -133,7 +133,7 @@ def _encode(
             _encode_collection(parts, name, collections[name])
     parts.append(_COUNT64.pack(len(state.objects)))
     parts.extend(
-        _OBJECT.pack(address, *state.objects[address])
+        _OBJECT.pack(address, *refs.place(state.objects[address]))
         for address in sorted(state.objects)
     )
     if definitions:
@@ -275,12 +275,9 @@ def decode(
         end = reader.at + objects * _OBJECT.size
         if end > len(inner) or (version == FORMAT and end != len(inner)):
             raise ValueError("ref table has trailing or missing bytes")
-        state.objects = {
-            address: (pack, offset, length)
-            for address, pack, offset, length in _OBJECT.iter_unpack(
-                inner[reader.at : end]
-            )
-        }
+        state.objects = refs.locations(
+            _OBJECT.iter_unpack(inner[reader.at : end])
+        )
         if version == FORMAT_INDEXES:
             reader.at = end
             reader.index_definitions(state)

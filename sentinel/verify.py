@@ -252,7 +252,8 @@ def _check_frames(
 
 def _check_objects(engine: Engine, report: VerifyReport) -> None:
     signed = engine.codec.signed
-    for address, (pack, offset, _) in sorted(engine.state.objects.items()):
+    for address, found in sorted(engine.state.objects.items()):
+        pack, offset, _ = refs.place(found)
         report.objects += 1
         name = address.hex()
         path = engine.journal.path(pack)
@@ -318,8 +319,8 @@ def _check_head(
     address, number, deleted, time = head
     name = address.hex()
     where = f"{collection}/{doc_id}"
-    location = engine.state.objects.get(address)
-    if location is None:
+    found = engine.state.objects.get(address)
+    if found is None:
         report.problems.append(
             Problem(
                 "missing-object",
@@ -329,7 +330,7 @@ def _check_head(
             )
         )
         return
-    pack, _, _ = location
+    pack, _, _ = refs.place(found)
     path = engine.journal.path(pack)
     try:
         kind, payload, _ = engine.read_object(address)

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import os
 import pathlib
+import struct
 import threading
 from datetime import UTC, datetime
 
+import blake3
 import pytest
 from conftest import Opener
 
@@ -302,6 +304,37 @@ def test_reopen_from_the_ref_table(
         assert store.verify().ok is not damage
 
 
+def test_table_placing_an_object_past_every_pack_is_refused(
+    store_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A table whose object offset is more than an object place can
+    hold (2**40) is refused at open, not wrapped into another pack's
+    place: the store replays the journal and reads the right bytes."""
+    monkeypatch.setattr(engine, "CHECKPOINT_ON_CLOSE", 1)
+    with sentinel.Store.new(store_path) as store:
+        users = store.collection("users")
+        for n in range(5):
+            users.insert(f"u{n}", {"n": n})
+        victim = bytes.fromhex(users.get("u2").hash)
+        pack, offset, length = refs.place(store._engine.state.objects[victim])
+    table_path = store_path / "refs" / "table"
+    data = bytearray(table_path.read_bytes()[:-32])
+    record = victim + struct.pack(">I", pack)
+    at = data.index(record) + len(record)
+    assert struct.unpack_from(">Q", data, at) == (offset,)
+    struct.pack_into(">Q", data, at, offset + 2**40)
+    table_path.write_bytes(bytes(data) + blake3.blake3(data).digest())
+    with sentinel.Store.new(store_path) as store:
+        assert "offset" in (store._engine.table_problem or "")
+        users = store.collection("users")
+        assert [doc.data["n"] for doc in users.all()] == list(range(5))
+        assert refs.place(store._engine.state.objects[victim]) == (
+            pack,
+            offset,
+            length,
+        )
+
+
 def test_pack_roll(
     opener: Opener, store_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -416,9 +449,9 @@ def test_all_reads_windows_through_the_codec(
     # One damaged object in the middle: the scan yields what comes
     # before it, then raises at its turn, whatever the codec.
     victim = users.get("u020")
-    pack, offset, length = any_store._engine.state.objects[
-        bytes.fromhex(victim.hash)
-    ]
+    pack, offset, length = refs.place(
+        any_store._engine.state.objects[bytes.fromhex(victim.hash)]
+    )
     path = any_store._engine.journal.path(pack)
     with open(path, "r+b") as handle:
         handle.seek(offset + length - 20)

@@ -322,7 +322,7 @@ def _map_seed(
                         frame, item.offset, item.offset + 32, *flags
                     )
                     stored = _span(frame, item.offset + 32, stop, *flags)
-                    assert locations[address] == (
+                    assert refs.place(locations[address]) == (
                         number,
                         stored.start,
                         stored.end - stored.start,

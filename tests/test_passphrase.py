@@ -137,7 +137,9 @@ def tamper_object(
     store: sentinel.Store, address: str, at: int, mask: int = 0x01
 ) -> None:
     """Flip bits of byte `at` of a stored object, CRCs fixed."""
-    pack, offset, _ = store._engine.state.objects[bytes.fromhex(address)]
+    pack, offset, _ = refs.place(
+        store._engine.state.objects[bytes.fromhex(address)]
+    )
     data = store._engine.journal.read(pack, offset + at, 1)
     patch_pack(store, pack, offset + at, bytes((data[0] ^ mask,)), offset - 32)
 
@@ -670,7 +672,9 @@ def test_tampered_objects_fail_in_every_mode(
 ) -> None:
     users = encrypted.collection("users")
     doc = users.insert("u1", {"secret": "x" * 50})
-    _, _, length = encrypted._engine.state.objects[bytes.fromhex(doc.hash)]
+    _, _, length = refs.place(
+        encrypted._engine.state.objects[bytes.fromhex(doc.hash)]
+    )
     kinds: dict[str, int] = {}
     for at in range(length):
         tamper_object(encrypted, doc.hash, at, 0x80)
@@ -707,7 +711,7 @@ def test_moved_object_fails_its_tag(encrypted: sentinel.Store) -> None:
     two = users.insert("u2", {"v": 1})
     engine = encrypted._engine
     stored = engine.journal.read(
-        *engine.state.objects[bytes.fromhex(two.hash)]
+        *refs.place(engine.state.objects[bytes.fromhex(two.hash)])
     )
     expect(
         sentinel.IntegrityError,

@@ -721,9 +721,9 @@ def test_damaged_document_fails_indexed_queries_loudly(
         coll.bulk_insert((f"d{n}", {"k": n}) for n in range(5))
         coll.create_index("k")
         engine = first._engine
-        number, offset, length = engine.state.objects[
-            coll._refs().heads["d2"][refs.HEAD_ADDRESS]
-        ]
+        number, offset, length = refs.place(
+            engine.state.objects[coll._refs().heads["d2"][refs.HEAD_ADDRESS]]
+        )
         pack = engine.journal.path(number)
     with open(pack, "r+b") as handle:
         handle.seek(offset + length - 2)

@@ -315,7 +315,8 @@ def describe_state(state: refs.State) -> dict[str, Any]:
                 "length": length,
             }
             for address, (pack, offset, length) in sorted(
-                state.objects.items()
+                (address, refs.place(found))
+                for address, found in state.objects.items()
             )
         ],
     }
@@ -477,7 +478,9 @@ def build(compress: Compress | None = None) -> dict[str, Any]:
     sealed.position = (2, journal.PACK_HEADER_SIZE)
     state = replay([pack1, pack2])
     for entry in documents:
-        pack, offset, length = state.objects[bytes.fromhex(entry["address"])]
+        pack, offset, length = refs.place(
+            state.objects[bytes.fromhex(entry["address"])]
+        )
         entry["location"] = {
             "path": "objects/" + journal.pack_name(pack),
             "pack": pack,

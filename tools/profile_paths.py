@@ -185,7 +185,9 @@ class Profile:
         ids = [(doc_id,) for doc_id in self.sample]
         chosen = [heads[doc_id] for doc_id in self.sample]
         address = refs.HEAD_ADDRESS
-        places = [engine.state.objects[head[address]] for head in chosen]
+        places = [
+            refs.place(engine.state.objects[head[address]]) for head in chosen
+        ]
         stored = [
             (engine.journal.read(*place), head[address])
             for place, head in zip(places, chosen, strict=True)
@@ -244,7 +246,7 @@ class Profile:
         def flat() -> None:
             for doc_id, head in heads.items():
                 address = head[refs.HEAD_ADDRESS]
-                _, offset, length = places[address]
+                _, offset, length = refs.place(places[address])
                 kind, payload = objects.decode(
                     pack[offset : offset + length], address
                 )
