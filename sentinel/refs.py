@@ -121,6 +121,21 @@ def locations(
     return found
 
 
+def rows(objects: dict[bytes, Location]) -> list[tuple[bytes, int, int, int]]:
+    """(address, pack, offset, length) of every object, sorted by
+    address: `locations` the other way round, for the ref table's
+    encoder, with `place` written out for the same reason."""
+    return [
+        (
+            address,
+            found >> _PACK_SHIFT,
+            found >> _LENGTH_BITS & _OFFSET_MASK,
+            found & _LENGTH_MASK,
+        )
+        for address, found in sorted(objects.items())
+    ]
+
+
 def place(found: Location) -> tuple[int, int, int]:
     """The (pack, offset, length) a `Location` packs."""
     return (

@@ -54,6 +54,7 @@ as before indexes existed, so older readers keep reading such tables.
 
 from __future__ import annotations
 
+import itertools
 import struct
 from typing import Any
 
@@ -75,29 +76,46 @@ _COUNT64 = struct.Struct(">Q")
 _COUNT16 = struct.Struct(">H")
 
 
+# One struct per id length for an id's whole entry up to its past: the
+# id with its length byte, the head and the count of older versions.  A
+# checkpoint packs one entry per id while writers wait, so one call
+# replaces the three it would take field by field.
+_ENTRIES: dict[int, struct.Struct] = {}
+
+
+def _entry(size: int) -> struct.Struct:
+    layout = _ENTRIES.get(size)
+    if layout is None:
+        layout = _ENTRIES[size] = struct.Struct(
+            f">B{size}s{_HEAD.format[1:]}{_COUNT32.format[1:]}"
+        )
+    return layout
+
+
 def _encode_collection(
     parts: list[bytes], name: str, refs_of: refs.CollectionRefs
 ) -> None:
     encoded = name.encode()
     parts.append(bytes((len(encoded),)) + encoded)
-    parts.append(_COUNT32.pack(len(refs_of.heads)))
-    doc_id: str
-    head: refs.Head
-    for doc_id, head in refs_of.heads.items():
+    heads = refs_of.heads
+    parts.append(_COUNT32.pack(len(heads)))
+    past_of = refs_of.past.get
+    pack_past = _PAST.pack
+    for doc_id in heads:
+        address, version, deleted, time = heads[doc_id]
         ident = doc_id.encode()
-        parts.append(bytes((len(ident),)) + ident)
-        address, version, deleted, time = head
-        parts.append(_HEAD.pack(address, version, time, deleted))
-        past = refs_of.past.get(doc_id)
+        size = len(ident)
+        past = past_of(doc_id)
         count = len(past) if past is not None else 0
-        parts.append(_COUNT32.pack(count))
+        parts.append(
+            _entry(size).pack(
+                size, ident, address, version, time, deleted, count
+            )
+        )
         if past is not None:
+            addresses, times, flags = past.addresses, past.times, past.flags
             parts.extend(
-                _PAST.pack(
-                    past.addresses[i * 32 : i * 32 + 32],
-                    past.times[i],
-                    past.flags[i],
-                )
+                pack_past(addresses[i * 32 : i * 32 + 32], times[i], flags[i])
                 for i in range(count)
             )
 
@@ -132,10 +150,7 @@ def _encode(
         for name in sorted(collections):
             _encode_collection(parts, name, collections[name])
     parts.append(_COUNT64.pack(len(state.objects)))
-    parts.extend(
-        _OBJECT.pack(address, *refs.place(state.objects[address]))
-        for address in sorted(state.objects)
-    )
+    parts.extend(itertools.starmap(_OBJECT.pack, refs.rows(state.objects)))
     if definitions:
         parts.append(_COUNT32.pack(len(definitions)))
         for group, name, path in definitions:
