@@ -121,7 +121,9 @@ def locations(
     return found
 
 
-def rows(objects: dict[bytes, Location]) -> list[tuple[bytes, int, int, int]]:
+def object_rows(
+    objects: dict[bytes, Location],
+) -> list[tuple[bytes, int, int, int]]:
     """(address, pack, offset, length) of every object, sorted by
     address: `locations` the other way round, for the ref table's
     encoder, with `place` written out for the same reason."""

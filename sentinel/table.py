@@ -150,7 +150,8 @@ def _encode(
         for name in sorted(collections):
             _encode_collection(parts, name, collections[name])
     parts.append(_COUNT64.pack(len(state.objects)))
-    parts.extend(itertools.starmap(_OBJECT.pack, refs.rows(state.objects)))
+    rows = refs.object_rows(state.objects)
+    parts.extend(itertools.starmap(_OBJECT.pack, rows))
     if definitions:
         parts.append(_COUNT32.pack(len(definitions)))
         for group, name, path in definitions:
