@@ -28,14 +28,19 @@ def make_doc(number: int) -> dict[str, object]:
     }
 
 
+def first_version(doc_id: str, data: dict[str, Any]) -> bytes:
+    """The payload of `data` as version 1 of users/`doc_id`, stamped
+    with a fixed time."""
+    body = codec.canonical_document(data)
+    return objects.version_payload(
+        "users", doc_id, 1, None, _MOMENT, _MOMENT, False, body
+    )
+
+
 def least_work(items: list[tuple[str, dict[str, Any]]]) -> None:
     """Do for each (id, data) of `items` what any write of a document
     must do, in a flat loop with no refs and no I/O: validate and
     encode the data, build the version payload, compress it and hash
     it.  Timing this bounds what any bulk path could reach."""
     for doc_id, data in items:
-        body = codec.canonical_document(data)
-        payload = objects.version_payload(
-            "users", doc_id, 1, None, _MOMENT, _MOMENT, False, body
-        )
-        objects.encode(objects.TYPE_VERSION, payload)
+        objects.encode(objects.TYPE_VERSION, first_version(doc_id, data))

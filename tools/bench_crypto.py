@@ -32,15 +32,14 @@ from collections.abc import Callable
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from _workload import make_doc  # noqa: E402
+from _workload import first_version, make_doc  # noqa: E402
 
 import sentinel  # noqa: E402
-from sentinel import codec, crypto, objects, signing  # noqa: E402
+from sentinel import crypto, objects, signing  # noqa: E402
 
 PASSPHRASE = "benchmark passphrase"
 STEP = 20
 TARGETS = {"insert": 0.9, "get": 0.8, "scan": 0.8}
-MOMENT = "2026-01-01T00:00:00.000000+00:00"
 
 
 class Rates:
@@ -220,26 +219,17 @@ def print_bounds(plain: dict[str, float], docs: int) -> None:
     makes.  With every other step free, an encrypted operation costs
     the plain one plus that step, which bounds its ratio."""
     keys = crypto.Keys.from_secrets(os.urandom(32), os.urandom(32))
+    associated = bytes(objects.HEADER_SIZE + objects.ADDRESS_SIZE)
     samples = []
     for n in range(min(docs, 200)):
-        payload = objects.version_payload(
-            "users",
-            f"user-{n}",
-            1,
-            None,
-            MOMENT,
-            MOMENT,
-            False,
-            codec.canonical_document(make_doc(n)),
-        )
+        payload = first_version(f"user-{n}", make_doc(n))
         message = objects.typed_content(objects.TYPE_VERSION, payload)
         box = crypto.seal(
             keys.sealing_key,
             objects.compress(payload) + bytes(crypto.TRAILER_SIZE),
-            bytes(objects.HEADER_SIZE + objects.ADDRESS_SIZE),
+            associated,
         )
         samples.append((message, box))
-    associated = bytes(objects.HEADER_SIZE + objects.ADDRESS_SIZE)
     sign = best_per_item(
         lambda: [signing.sign(keys, message) for message, _ in samples],
         len(samples),
